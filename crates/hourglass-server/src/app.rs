@@ -1,0 +1,227 @@
+//! The application value: built once from a [`Config`], bound to its port (port 0 in
+//! tests), and run until a shutdown future resolves.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant as Stopwatch;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use hourglass_core::RuleSettings;
+use hourglass_store::Store;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, UpstreamConfig};
+use crate::ingest::IngestQueue;
+use crate::metrics::Metrics;
+use crate::time::Calendars;
+use crate::upstream::{GraphApi, Sandbox, Upstream};
+use crate::{api, cloud_api, webhook};
+
+struct Inner {
+    config: Config,
+    store: Arc<dyn Store>,
+    ingest: IngestQueue,
+    upstream: Upstream,
+    metrics: Arc<Metrics>,
+    calendars: Calendars,
+}
+
+/// Everything a request handler may use, passed explicitly.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+    pub fn store(&self) -> &dyn Store {
+        self.0.store.as_ref()
+    }
+    pub fn ingest(&self) -> &IngestQueue {
+        &self.0.ingest
+    }
+    pub fn upstream(&self) -> &Upstream {
+        &self.0.upstream
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+    pub fn calendars(&self) -> &Calendars {
+        &self.0.calendars
+    }
+    pub fn rule_settings(&self) -> RuleSettings {
+        RuleSettings {
+            reactions_open_window: self.0.config.reactions_open_window,
+        }
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    port: u16,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database (applying migrations), binds the listener and assembles the
+    /// routes. Nothing is served until [`Application::run_until`].
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let listen = config.listen_addr()?;
+        let store = hourglass_store::connect(&config.database_url)
+            .await
+            .with_context(|| {
+                format!("opening the database {}", redact_url(&config.database_url))
+            })?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen} (HOURGLASS_LISTEN)"))?;
+        let port = listener.local_addr()?.port();
+        let upstream = match config.upstream()? {
+            UpstreamConfig::GraphApi { base_url } => {
+                Upstream::GraphApi(GraphApi::new(base_url, config.meta.access_token.clone()))
+            }
+            UpstreamConfig::Sandbox => {
+                if config.meta.app_secret.is_none() {
+                    tracing::warn!("sandbox upstream without HOURGLASS_META_APP_SECRET: its status webhooks will be refused");
+                }
+                Upstream::Sandbox(Arc::new(Sandbox::new(
+                    format!("http://127.0.0.1:{port}/webhook"),
+                    config.meta.app_secret.clone(),
+                    config.sandbox.clone(),
+                )))
+            }
+        };
+        let metrics = Arc::new(Metrics::default());
+        // SQLite has one writer, so one committer; PostgreSQL takes a few in parallel.
+        let writers = if config.database_url.starts_with("sqlite://") {
+            1
+        } else {
+            4
+        };
+        let ingest = IngestQueue::start(
+            store.clone(),
+            config.ingest_batch_max,
+            writers,
+            metrics.clone(),
+        );
+        let state = AppState(Arc::new(Inner {
+            config,
+            store,
+            ingest,
+            upstream,
+            metrics,
+            calendars: Calendars::default(),
+        }));
+        let router = router(state.clone());
+        Ok(Application {
+            listener,
+            router,
+            port,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")
+    }
+}
+
+/// The database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn router(state: AppState) -> Router {
+    let webhook_limit = state.config().max_webhook_bytes;
+    Router::new()
+        .route(
+            "/webhook",
+            get(webhook::verify_subscription)
+                .post(webhook::receive_webhook)
+                .layer(DefaultBodyLimit::max(webhook_limit)),
+        )
+        .route(
+            "/{version}/{phone_number_id}/messages",
+            post(cloud_api::send_message),
+        )
+        .route(
+            "/v1/numbers/{phone_number_id}",
+            get(api::get_number).put(api::put_number),
+        )
+        .route(
+            "/v1/numbers/{phone_number_id}/contacts/{contact}/window",
+            get(api::contact_window),
+        )
+        .route(
+            "/v1/numbers/{phone_number_id}/contacts/{contact}/messages",
+            get(api::contact_messages),
+        )
+        .route(
+            "/v1/numbers/{phone_number_id}/windows",
+            get(api::closing_windows),
+        )
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .route("/openapi.json", get(api::openapi))
+        .fallback(api::not_found)
+        .layer(middleware::from_fn(log_requests))
+        .with_state(state)
+}
+
+/// The one place requests are logged: errors at warn, the rest at debug.
+async fn log_requests(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Stopwatch::now();
+    let response = next.run(request).await;
+    let status = response.status();
+    let micros = started.elapsed().as_micros() as u64;
+    if status.is_server_error() {
+        tracing::warn!(%method, %path, status = status.as_u16(), micros, "request failed");
+    } else {
+        tracing::debug!(%method, %path, status = status.as_u16(), micros, "request");
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_hidden_in_database_urls() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

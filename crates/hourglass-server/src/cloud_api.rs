@@ -1,0 +1,284 @@
+//! The drop-in Cloud API endpoint, `POST /{version}/{phone_number_id}/messages`: Meta's
+//! request in, Meta's answer out; free-form messages outside the customer service window
+//! are refused here, with Meta's own 131047 envelope, before they cost anything
+//! (DESIGN.md §3.3; Meta: "Send messages", "Error codes").
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hourglass_core::{decide_free_form_send, Instant, MessageCategory, SendDecision};
+use hourglass_meta::send::{INVALID_PARAMETER, RE_ENGAGEMENT};
+use hourglass_meta::{parse_send_request, SendRequest, SendResponse};
+use hourglass_store::{ContactKey, OutboundMessage, Refusal};
+
+use crate::app::AppState;
+use crate::auth::{authenticate, AuthError};
+use crate::error::MetaApiError;
+use crate::metrics::SendOutcome;
+use crate::time::{format_instant, now};
+use crate::windows::window_state;
+
+/// Meta's versions look like `v21.0`.
+fn is_graph_version(version: &str) -> bool {
+    version
+        .strip_prefix('v')
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(major, minor)| {
+            !major.is_empty()
+                && !minor.is_empty()
+                && major.bytes().all(|b| b.is_ascii_digit())
+                && minor.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+fn describe_ago(seconds: i64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s} seconds ago"),
+        s if s < 2 * 3600 => format!("{} minutes ago", s / 60),
+        s if s < 2 * 86_400 => format!("{} hours ago", s / 3600),
+        s => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// The `details` of a 131047 refusal: when the window closed, and what to do instead.
+pub fn window_closed_details(contact: &str, closed_at: Option<Instant>, at: Instant) -> String {
+    match closed_at {
+        Some(closed_at) => format!(
+            "Message failed to send because more than 24 hours have passed since the customer last replied to this number. \
+             The customer service window with {contact} closed at {} ({}): send an approved template to reopen the conversation.",
+            format_instant(closed_at),
+            describe_ago(closed_at.seconds_until(at)),
+        ),
+        None => format!(
+            "Message failed to send because {contact} has never written to this number, so no customer service window is open: \
+             only an approved template can start the conversation."
+        ),
+    }
+}
+
+pub async fn send_message(
+    State(state): State<AppState>,
+    Path((version, phone_number_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, MetaApiError> {
+    let metrics = state.metrics();
+    if !is_graph_version(&version) {
+        return Err(MetaApiError::new(
+            INVALID_PARAMETER.0,
+            INVALID_PARAMETER.1,
+            format!("`{version}` is not a Graph API version: use a path like /v21.0/{phone_number_id}/messages"),
+        ));
+    }
+    let principal = authenticate(state.store(), state.config().api_key.as_ref(), &headers)
+        .await
+        .map_err(|e| match e {
+            AuthError::Store(e) => {
+                tracing::error!(error = %e, "could not check an API key");
+                MetaApiError::new(
+                    131000,
+                    "Something went wrong",
+                    "Hourglass could not check the API key: retry shortly",
+                )
+            }
+            other => MetaApiError::new(190, "Invalid OAuth access token", other.to_string()),
+        })?;
+    if !principal.may_use(&phone_number_id) {
+        return Err(not_found_number(&phone_number_id));
+    }
+    let request = parse_send_request(&body).map_err(|e| {
+        metrics.send(SendOutcome::Invalid);
+        MetaApiError::new(e.meta_code(), INVALID_PARAMETER.1, e.to_string())
+    })?;
+    let contact = contact_of(&request).ok_or_else(|| {
+        metrics.send(SendOutcome::Invalid);
+        MetaApiError::new(
+            INVALID_PARAMETER.0,
+            INVALID_PARAMETER.1,
+            "`to` must be the recipient's phone number in international format (or `recipient` a business-scoped user id)",
+        )
+    })?;
+    let at = now();
+
+    if !request.is_template() {
+        let recipient = contact
+            .wa_id
+            .clone()
+            .or(contact.user_id.clone())
+            .unwrap_or_default();
+        let thread = match &contact.wa_id {
+            Some(wa_id) => state.store().find_thread(&phone_number_id, wa_id).await,
+            None => {
+                state
+                    .store()
+                    .find_thread(
+                        &phone_number_id,
+                        contact.user_id.as_deref().unwrap_or_default(),
+                    )
+                    .await
+            }
+        }
+        .map_err(storage_unavailable)?;
+        let closed_at = match &thread {
+            None => Some(None),
+            Some(thread) => {
+                let window = window_state(&state, thread, at)
+                    .await
+                    .map_err(storage_unavailable)?;
+                match decide_free_form_send(&window) {
+                    SendDecision::Allow => None,
+                    SendDecision::RefuseWindowClosed { closed_at } => Some(closed_at),
+                }
+            }
+        };
+        if let Some(closed_at) = closed_at {
+            metrics.send(SendOutcome::RefusedWindowClosed);
+            let details = window_closed_details(&recipient, closed_at, at);
+            let refusal = Refusal {
+                phone_number_id: phone_number_id.clone(),
+                thread_id: thread.as_ref().map(|t| t.id),
+                recipient: Some(recipient),
+                at,
+                code: RE_ENGAGEMENT.0,
+                reason: details.clone(),
+                request: String::from_utf8_lossy(&body).into_owned(),
+            };
+            if let Err(error) = state.store().record_refusal(&refusal).await {
+                tracing::error!(%error, "could not record a refused send");
+            }
+            return Err(MetaApiError::new(RE_ENGAGEMENT.0, RE_ENGAGEMENT.1, details));
+        }
+    }
+
+    let answer = state
+        .upstream()
+        .send_message(&version, &phone_number_id, &body, &request)
+        .await
+        .map_err(|error| {
+            metrics.send(SendOutcome::UpstreamError);
+            tracing::error!(%error, "upstream unreachable");
+            MetaApiError::new(
+                131000,
+                "Something went wrong",
+                format!(
+                    "Hourglass could not reach Meta ({error}); the message was not sent: retry it"
+                ),
+            )
+        })?;
+    if (200..300).contains(&answer.status) {
+        metrics.send(SendOutcome::Forwarded);
+        record_accepted_send(
+            &state,
+            &phone_number_id,
+            contact,
+            &request,
+            &answer.body,
+            at,
+        )
+        .await;
+    }
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.body,
+    )
+        .into_response())
+}
+
+fn contact_of(request: &SendRequest) -> Option<ContactKey> {
+    match (request.recipient_wa_id(), &request.recipient) {
+        (None, None) => None,
+        (wa_id, user_id) => Some(ContactKey {
+            wa_id,
+            user_id: user_id.clone(),
+        }),
+    }
+}
+
+fn not_found_number(phone_number_id: &str) -> MetaApiError {
+    MetaApiError {
+        code: 100,
+        title: "Invalid parameter".into(),
+        details: format!(
+            "Unsupported post request. Object with ID '{phone_number_id}' does not exist, or this API key may not use it"
+        ),
+    }
+}
+
+fn storage_unavailable(error: hourglass_store::StoreError) -> MetaApiError {
+    tracing::error!(%error, "storage unavailable while checking a send");
+    MetaApiError::new(
+        131000,
+        "Something went wrong",
+        "Hourglass could not check the customer service window (storage unavailable); nothing was sent: retry shortly",
+    )
+}
+
+/// Records a send Meta accepted, so its statuses attach and its charge can be decided.
+/// A failure here is logged, not returned: the message has left, and its status webhooks
+/// will record it anyway.
+async fn record_accepted_send(
+    state: &AppState,
+    phone_number_id: &str,
+    contact: ContactKey,
+    request: &SendRequest,
+    answer: &[u8],
+    at: Instant,
+) {
+    let Ok(response) = serde_json::from_slice::<SendResponse>(answer) else {
+        tracing::warn!("upstream answered 2xx with a body that is not Meta's send response");
+        return;
+    };
+    let Some(message_id) = response.first_message_id() else {
+        return;
+    };
+    let contact = ContactKey {
+        wa_id: contact
+            .wa_id
+            .or_else(|| response.contacts.first().and_then(|c| c.wa_id.clone())),
+        user_id: contact.user_id,
+    };
+    let template = request.template.as_ref();
+    let message = OutboundMessage {
+        message_id: message_id.to_owned(),
+        phone_number_id: phone_number_id.to_owned(),
+        contact,
+        sent_at: at,
+        message_type: request.kind.clone(),
+        // A template's category comes from the template registry (not yet kept); Meta's
+        // statuses tell it in the meantime.
+        category: (!request.is_template()).then_some(MessageCategory::Service),
+        template_name: template.map(|t| t.name.clone()),
+        template_language: template.map(|t| t.language.clone()),
+        body: request.raw.to_string(),
+    };
+    if let Err(error) = state.store().record_outbound(&message).await {
+        tracing::error!(%error, message_id, "could not record an accepted send");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graph_versions_are_recognised() {
+        assert!(is_graph_version("v21.0"));
+        assert!(is_graph_version("v9.12"));
+        assert!(!is_graph_version("v1"));
+        assert!(!is_graph_version("21.0"));
+        assert!(!is_graph_version("vx.0"));
+    }
+
+    #[test]
+    fn refusal_details_say_when_the_window_closed_and_what_to_do() {
+        let at = Instant::from_unix_seconds(1_795_000_000);
+        let closed = at.plus_seconds(-22 * 3600);
+        let details = window_closed_details("16505551234", Some(closed), at);
+        assert!(details.contains("22 hours ago"), "{details}");
+        assert!(details.contains(&format_instant(closed)), "{details}");
+        assert!(details.contains("template"), "{details}");
+    }
+}

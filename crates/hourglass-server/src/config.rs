@@ -1,0 +1,272 @@
+//! One typed configuration: an optional TOML file overlaid by `HOURGLASS_…` variables
+//! (DESIGN.md §3.1), checked at start-up with errors that name the setting.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// A secret: never printed, not even in `Debug`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// Where business messages go: Meta's Graph API (or a fake of it), or the built-in sandbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamConfig {
+    GraphApi { base_url: String },
+    Sandbox,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to serve on (`HOURGLASS_LISTEN`).
+    pub listen: String,
+    /// `sqlite://PATH` or `postgres://…` (`HOURGLASS_DATABASE_URL`).
+    pub database_url: String,
+    pub meta: MetaConfig,
+    /// A bootstrap admin key for the HTTP API (`HOURGLASS_API_KEY`).
+    pub api_key: Option<Secret>,
+    /// Largest webhook body accepted; Meta sends up to 3 MB.
+    pub max_webhook_bytes: usize,
+    /// Whether a contact's reaction opens the customer service window. Meta does not say
+    /// that it does, so it is off by default.
+    pub reactions_open_window: bool,
+    /// How many webhook deliveries one database transaction may carry (group commit).
+    pub ingest_batch_max: usize,
+    pub sandbox: SandboxConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetaConfig {
+    /// Key for `X-Hub-Signature-256` (`HOURGLASS_META_APP_SECRET`); webhooks are refused
+    /// until it is set.
+    pub app_secret: Option<Secret>,
+    /// Answer to Meta's subscription challenge (`HOURGLASS_META_VERIFY_TOKEN`).
+    pub verify_token: Option<Secret>,
+    /// Bearer token for Meta (`HOURGLASS_META_ACCESS_TOKEN`).
+    pub access_token: Option<Secret>,
+    /// Graph API base URL, or `sandbox` (`HOURGLASS_UPSTREAM`).
+    pub upstream: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Milliseconds from a sandbox send to its `delivered` status.
+    pub delivered_after_ms: u64,
+    /// Milliseconds from a sandbox send to its `read` status (0: never read).
+    pub read_after_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://hourglass.db".into(),
+            meta: MetaConfig::default(),
+            api_key: None,
+            max_webhook_bytes: 4 * 1024 * 1024,
+            reactions_open_window: false,
+            ingest_batch_max: 512,
+            sandbox: SandboxConfig::default(),
+        }
+    }
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        MetaConfig {
+            app_secret: None,
+            verify_token: None,
+            access_token: None,
+            upstream: "https://graph.facebook.com".into(),
+        }
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            delivered_after_ms: 800,
+            read_after_ms: 2_500,
+        }
+    }
+}
+
+/// A configuration that cannot be used, naming the setting and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read the config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {message}")]
+    Parse { path: String, message: String },
+    #[error("{setting} is `{value}`, which is not an address like 127.0.0.1:8080")]
+    Listen {
+        setting: &'static str,
+        value: String,
+    },
+    #[error("{setting} must start with sqlite:// or postgres://, not `{value}`")]
+    DatabaseUrl {
+        setting: &'static str,
+        value: String,
+    },
+    #[error("{setting} must be `sandbox` or an http(s) URL such as https://graph.facebook.com, not `{value}`")]
+    Upstream {
+        setting: &'static str,
+        value: String,
+    },
+    #[error("{setting} must be a number: {value}")]
+    Number {
+        setting: &'static str,
+        value: String,
+    },
+}
+
+impl Config {
+    /// Reads the TOML file at `path` (if any), then applies the environment, then checks.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        if let Some(v) = env("HOURGLASS_LISTEN") {
+            config.listen = v;
+        }
+        if let Some(v) = env("HOURGLASS_DATABASE_URL") {
+            config.database_url = v;
+        }
+        if let Some(v) = env("HOURGLASS_META_APP_SECRET") {
+            config.meta.app_secret = Some(Secret(v));
+        }
+        if let Some(v) = env("HOURGLASS_META_VERIFY_TOKEN") {
+            config.meta.verify_token = Some(Secret(v));
+        }
+        if let Some(v) = env("HOURGLASS_META_ACCESS_TOKEN") {
+            config.meta.access_token = Some(Secret(v));
+        }
+        if let Some(v) = env("HOURGLASS_UPSTREAM") {
+            config.meta.upstream = v;
+        }
+        if let Some(v) = env("HOURGLASS_API_KEY") {
+            config.api_key = Some(Secret(v));
+        }
+        if let Some(v) = env("HOURGLASS_MAX_WEBHOOK_BYTES") {
+            config.max_webhook_bytes = v.parse().map_err(|_| ConfigError::Number {
+                setting: "HOURGLASS_MAX_WEBHOOK_BYTES",
+                value: v,
+            })?;
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if !(self.database_url.starts_with("sqlite://")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::DatabaseUrl {
+                setting: "HOURGLASS_DATABASE_URL (database_url)",
+                value: self.database_url.clone(),
+            });
+        }
+        self.upstream()?;
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| ConfigError::Listen {
+            setting: "HOURGLASS_LISTEN (listen)",
+            value: self.listen.clone(),
+        })
+    }
+
+    pub fn upstream(&self) -> Result<UpstreamConfig, ConfigError> {
+        let value = self.meta.upstream.trim();
+        if value == "sandbox" {
+            Ok(UpstreamConfig::Sandbox)
+        } else if value.starts_with("http://") || value.starts_with("https://") {
+            Ok(UpstreamConfig::GraphApi {
+                base_url: value.trim_end_matches('/').to_owned(),
+            })
+        } else {
+            Err(ConfigError::Upstream {
+                setting: "HOURGLASS_UPSTREAM (meta.upstream)",
+                value: value.to_owned(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_the_file_and_defaults() {
+        let env = |name: &str| match name {
+            "HOURGLASS_LISTEN" => Some("127.0.0.1:9999".to_owned()),
+            "HOURGLASS_UPSTREAM" => Some("sandbox".to_owned()),
+            "HOURGLASS_META_APP_SECRET" => Some("s3cret".to_owned()),
+            _ => None,
+        };
+        let config = Config::load(None, env).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9999");
+        assert_eq!(config.upstream().unwrap(), UpstreamConfig::Sandbox);
+        assert_eq!(config.database_url, "sqlite://hourglass.db");
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "secrets are never printed"
+        );
+    }
+
+    #[test]
+    fn a_bad_setting_is_named_in_the_error() {
+        let env = |name: &str| (name == "HOURGLASS_DATABASE_URL").then(|| "mysql://x".to_owned());
+        let error = Config::load(None, env).unwrap_err().to_string();
+        assert!(error.contains("HOURGLASS_DATABASE_URL"), "{error}");
+    }
+
+    #[test]
+    fn the_example_config_file_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../hourglass.example.toml");
+        let config = Config::load(Some(Path::new(path)), |_| None).unwrap();
+        assert_eq!(config.max_webhook_bytes, 4 * 1024 * 1024);
+    }
+}

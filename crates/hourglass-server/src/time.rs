@@ -1,0 +1,153 @@
+//! Instants on the wire and time zones: the one place that knows about calendars, so the
+//! rule core only compares seconds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use hourglass_core::{meta_pricing_eras, CivilDate, Instant, ResolvedEras};
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+/// Reads an instant as the API accepts it: Unix seconds, or RFC 3339.
+pub fn parse_instant(text: &str) -> Result<Instant, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(Instant::from_unix_seconds(seconds));
+    }
+    text.parse::<Timestamp>()
+        .map(|t| Instant::from_unix_seconds(t.as_second()))
+        .map_err(|e| {
+            format!("`{text}` is not an instant: use RFC 3339 (2026-11-21T10:00:00Z) or Unix seconds ({e})")
+        })
+}
+
+/// RFC 3339 in UTC, whole seconds: `2026-11-21T10:00:00Z`.
+pub fn format_instant(instant: Instant) -> String {
+    match Timestamp::from_second(instant.unix_seconds()) {
+        Ok(t) => t.to_string(),
+        Err(_) => instant.unix_seconds().to_string(),
+    }
+}
+
+/// The instant now, as whole seconds. The edges read the clock; the core never does.
+pub fn now() -> Instant {
+    Instant::from_unix_seconds(Timestamp::now().as_second())
+}
+
+/// What a business number's time zone decides: when pricing eras begin and when its
+/// calendar months (for the monthly free allowance) start.
+pub struct NumberCalendar {
+    zone: TimeZone,
+    pub eras: ResolvedEras,
+}
+
+impl NumberCalendar {
+    pub fn new(zone_name: &str) -> Result<Self, String> {
+        let zone = TimeZone::get(zone_name).map_err(|e| {
+            format!("`{zone_name}` is not a time zone: use an IANA name such as UTC or America/Sao_Paulo ({e})")
+        })?;
+        let eras = ResolvedEras::resolve(meta_pricing_eras(), |date| midnight_in(&zone, date));
+        Ok(NumberCalendar { zone, eras })
+    }
+
+    /// 00:00 of the first day of the calendar month containing `at`, in this zone.
+    pub fn month_start(&self, at: Instant) -> Instant {
+        let Ok(timestamp) = Timestamp::from_second(at.unix_seconds()) else {
+            return at;
+        };
+        let local = timestamp.to_zoned(self.zone.clone());
+        let first = local.date().first_of_month();
+        first
+            .to_zoned(self.zone.clone())
+            .map(|z| Instant::from_unix_seconds(z.timestamp().as_second()))
+            .unwrap_or(at)
+    }
+}
+
+fn midnight_in(zone: &TimeZone, date: CivilDate) -> Instant {
+    Date::new(date.year, date.month, date.day)
+        .and_then(|d| d.to_zoned(zone.clone()))
+        .map(|z| Instant::from_unix_seconds(z.timestamp().as_second()))
+        .unwrap_or_else(|_| hourglass_core::pricing::utc_midnight(date))
+}
+
+/// Calendars by time zone name, built once each.
+#[derive(Default)]
+pub struct Calendars {
+    by_zone: RwLock<HashMap<String, Arc<NumberCalendar>>>,
+}
+
+impl Calendars {
+    pub fn get(&self, zone_name: &str) -> Result<Arc<NumberCalendar>, String> {
+        if let Some(found) = self
+            .by_zone
+            .read()
+            .expect("calendar cache poisoned")
+            .get(zone_name)
+        {
+            return Ok(found.clone());
+        }
+        let calendar = Arc::new(NumberCalendar::new(zone_name)?);
+        self.by_zone
+            .write()
+            .expect("calendar cache poisoned")
+            .insert(zone_name.to_owned(), calendar.clone());
+        Ok(calendar)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_parse_from_rfc3339_and_unix_seconds() {
+        assert_eq!(
+            parse_instant("1790812800").unwrap().unix_seconds(),
+            1_790_812_800
+        );
+        assert_eq!(
+            parse_instant("2026-10-01T00:00:00Z")
+                .unwrap()
+                .unix_seconds(),
+            1_790_812_800
+        );
+        assert_eq!(
+            parse_instant("2026-10-01T02:00:00+02:00")
+                .unwrap()
+                .unix_seconds(),
+            1_790_812_800
+        );
+        assert!(parse_instant("yesterday").unwrap_err().contains("RFC 3339"));
+        assert_eq!(
+            format_instant(Instant::from_unix_seconds(1_790_812_800)),
+            "2026-10-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn month_start_follows_the_time_zone() {
+        let sao_paulo = NumberCalendar::new("America/Sao_Paulo").unwrap();
+        // 2026-11-01T01:00:00Z is still 31 October, 22:00, in São Paulo (UTC-3).
+        let at = parse_instant("2026-11-01T01:00:00Z").unwrap();
+        assert_eq!(
+            format_instant(sao_paulo.month_start(at)),
+            "2026-10-01T03:00:00Z"
+        );
+        assert_eq!(
+            sao_paulo
+                .eras
+                .era_at(parse_instant("2026-10-01T02:59:59Z").unwrap())
+                .name,
+            "PMP_2025"
+        );
+        assert_eq!(
+            sao_paulo
+                .eras
+                .era_at(parse_instant("2026-10-01T03:00:00Z").unwrap())
+                .name,
+            "PMP_2026"
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Durable storage for Hourglass.
+//!
+//! It owns the schema, the migrations (one set per database) and the SQL (kept per
+//! dialect, never a lowest common denominator), behind one [`Store`] trait with a SQLite
+//! and a PostgreSQL implementation, chosen from the database URL by [`connect`].
+//! It must not know HTTP or Meta's JSON beyond storing it as text, and it never decides a
+//! rule: it hands the rule core the events it needs ([`Store::thread_history`]) and keeps
+//! per-thread summaries current so that a question about now needs no replay.
+
+mod model;
+mod postgres;
+mod sqlite;
+
+use async_trait::async_trait;
+use hourglass_core::{Instant, ThreadHistory};
+
+pub use model::*;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// What went wrong in storage, said so that an operator knows where to look.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL `{0}` is not understood: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    #[error("could not open the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("could not apply the database migrations: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+/// Hourglass's durable state. Every method is one transaction or one read.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores many webhook deliveries in one transaction (group commit): raw bodies,
+    /// then every item, deduplicated on Meta's ids. When this returns `Ok`, all of it is
+    /// durable; on `Err`, none of it is.
+    async fn ingest(&self, deliveries: &[WebhookDelivery]) -> Result<IngestReport, StoreError>;
+
+    /// Records a business message Hourglass forwarded to Meta and Meta accepted.
+    async fn record_outbound(&self, message: &OutboundMessage) -> Result<(), StoreError>;
+
+    /// Records a send Hourglass refused before it reached Meta.
+    async fn record_refusal(&self, refusal: &Refusal) -> Result<(), StoreError>;
+
+    /// Finds the thread of a business number and a contact (a `wa_id` or a `user_id`).
+    async fn find_thread(
+        &self,
+        phone_number_id: &str,
+        contact: &str,
+    ) -> Result<Option<ThreadRow>, StoreError>;
+
+    /// Creates the thread if it does not exist yet (for sends to a contact who has never
+    /// written) and returns it.
+    async fn ensure_thread(
+        &self,
+        phone_number_id: &str,
+        contact: &ContactKey,
+    ) -> Result<ThreadRow, StoreError>;
+
+    /// The events the rule core needs to answer about `at`: every event of the thread in
+    /// `[at - HISTORY_LOOKBACK_SECONDS, at]`, and the latest customer message and
+    /// reaction at or before `at`, however old.
+    async fn thread_history(
+        &self,
+        thread_id: i64,
+        at: Instant,
+    ) -> Result<ThreadHistory, StoreError>;
+
+    /// Free-form messages of a business number delivered in `[from, before)`, counted up
+    /// to `cap` (the rules never need to know more than the allowance).
+    async fn count_service_deliveries(
+        &self,
+        phone_number_id: &str,
+        from: Instant,
+        before: Instant,
+        cap: u32,
+    ) -> Result<u32, StoreError>;
+
+    /// The thread's messages, oldest first, with their statuses.
+    async fn thread_messages(&self, thread_id: i64) -> Result<Vec<MessageRow>, StoreError>;
+
+    /// Threads of a number whose latest customer message is in `(from, to]`, ordered by it
+    /// (then by id), after `cursor`, at most `limit`.
+    async fn threads_by_last_customer_message(
+        &self,
+        phone_number_id: &str,
+        from: Instant,
+        to: Instant,
+        cursor: Option<ThreadCursor>,
+        limit: u32,
+    ) -> Result<Vec<ThreadRow>, StoreError>;
+
+    async fn business_number(
+        &self,
+        phone_number_id: &str,
+    ) -> Result<Option<BusinessNumber>, StoreError>;
+
+    /// Sets a number's time zone (IANA name), creating the number if needed.
+    async fn upsert_business_number(&self, number: &BusinessNumber) -> Result<(), StoreError>;
+
+    async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError>;
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, StoreError>;
+
+    /// Counts for tests and metrics: messages, statuses, raw deliveries, threads.
+    async fn counts(&self) -> Result<StoreCounts, StoreError>;
+
+    /// A cheap round trip, for `/healthz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store named by `url` and applies its migrations.
+pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(std::sync::Arc::new(SqliteStore::open(path).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}

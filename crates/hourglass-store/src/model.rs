@@ -1,0 +1,354 @@
+//! The values that cross the storage boundary. They carry Meta's JSON only as opaque text.
+
+use hourglass_core::{
+    EntryPoint, Instant, MessageCategory, StatusKind, ThreadEvent, ThreadHistory,
+};
+
+/// A contact as the edges know it: by `wa_id`, by business-scoped `user_id`, or both.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ContactKey {
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+/// One POST to `/webhook`: its exact bytes and the items read from them.
+#[derive(Clone, Debug)]
+pub struct WebhookDelivery {
+    /// Hex SHA-256 of `body`: the key that makes a retried delivery a no-op.
+    pub body_sha256: String,
+    pub received_at: Instant,
+    pub body: Vec<u8>,
+    pub items: Vec<IngestItem>,
+}
+
+/// Where an item came from: the business number and its WABA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NumberRef {
+    pub phone_number_id: String,
+    pub waba_id: String,
+    pub display_phone_number: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum IngestItem {
+    /// A message from the contact (or a `system` item, which is kept but never counts).
+    Inbound {
+        number: NumberRef,
+        contact: ContactKey,
+        profile_name: Option<String>,
+        message_id: String,
+        timestamp: Instant,
+        message_type: String,
+        entry_point: EntryPoint,
+        is_reaction: bool,
+        /// False for `system` items: they are stored but never open a window.
+        counts_for_window: bool,
+        raw: String,
+    },
+    /// A status of a business message, whoever sent it.
+    Status {
+        number: NumberRef,
+        /// The recipient (`recipient_id` / `recipient_user_id`), when Meta says.
+        contact: ContactKey,
+        message_id: String,
+        status: StatusKind,
+        timestamp: Instant,
+        /// `pricing.category` when it names a message category.
+        category: Option<MessageCategory>,
+        fep_expires_at: Option<Instant>,
+        pricing: Option<String>,
+        conversation: Option<String>,
+        errors: Option<String>,
+    },
+    /// Anything else: kept raw beside the delivery, never fatal.
+    Unprocessed {
+        field: String,
+        reason: String,
+        raw: String,
+    },
+}
+
+/// What a call to [`crate::Store::ingest`] changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    pub deliveries_new: u64,
+    pub messages_new: u64,
+    pub statuses_new: u64,
+    pub duplicates: u64,
+}
+
+/// A business message Meta accepted from Hourglass.
+#[derive(Clone, Debug)]
+pub struct OutboundMessage {
+    pub message_id: String,
+    pub phone_number_id: String,
+    pub contact: ContactKey,
+    pub sent_at: Instant,
+    pub message_type: String,
+    pub category: Option<MessageCategory>,
+    pub template_name: Option<String>,
+    pub template_language: Option<String>,
+    pub body: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub phone_number_id: String,
+    pub thread_id: Option<i64>,
+    pub recipient: Option<String>,
+    pub at: Instant,
+    pub code: i64,
+    pub reason: String,
+    pub request: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadRow {
+    pub id: i64,
+    pub phone_number_id: String,
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
+    pub profile_name: Option<String>,
+    pub last_customer_at: Option<Instant>,
+    pub last_reaction_at: Option<Instant>,
+    pub last_fep_signal_at: Option<Instant>,
+}
+
+/// Position in a list of threads ordered by latest customer message, then id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadCursor {
+    pub last_customer_at: Instant,
+    pub id: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusRow {
+    pub status: String,
+    pub timestamp: Instant,
+    /// `pricing.category`, when it named a message category.
+    pub category: Option<String>,
+    pub fep_expires_at: Option<Instant>,
+    /// Meta's `pricing` object, as received.
+    pub pricing: Option<String>,
+    pub errors: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRow {
+    pub message_id: String,
+    pub direction: String,
+    pub message_type: String,
+    pub timestamp: Instant,
+    /// Inbound only: how the contact arrived, and whether it counts for the window.
+    pub entry_point: Option<String>,
+    pub is_reaction: bool,
+    pub counts_for_window: bool,
+    pub category: Option<String>,
+    pub template_name: Option<String>,
+    pub sent_via_hourglass: bool,
+    pub delivered_at: Option<Instant>,
+    pub body: Option<String>,
+    /// Oldest first.
+    pub statuses: Vec<StatusRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusinessNumber {
+    pub phone_number_id: String,
+    pub waba_id: Option<String>,
+    pub display_phone_number: Option<String>,
+    pub time_zone: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    pub key_hash: String,
+    pub label: String,
+    /// `None` for an admin key.
+    pub numbers: Option<Vec<String>>,
+    pub created_at: Instant,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    pub id: i64,
+    pub label: String,
+    pub numbers: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    pub deliveries: i64,
+    pub messages: i64,
+    pub statuses: i64,
+    pub threads: i64,
+    pub refusals: i64,
+}
+
+// ---- Shared conversions between rows and core values --------------------------------------
+
+pub(crate) fn entry_point_name(entry_point: EntryPoint) -> &'static str {
+    match entry_point {
+        EntryPoint::Organic => "organic",
+        EntryPoint::Ad => "ad",
+        EntryPoint::Post => "post",
+        EntryPoint::Other => "other",
+    }
+}
+
+pub(crate) fn entry_point_from_name(name: Option<&str>) -> EntryPoint {
+    match name {
+        Some("ad") => EntryPoint::Ad,
+        Some("post") => EntryPoint::Post,
+        Some("other") => EntryPoint::Other,
+        _ => EntryPoint::Organic,
+    }
+}
+
+pub(crate) fn status_name(status: StatusKind) -> &'static str {
+    match status {
+        StatusKind::Sent => "sent",
+        StatusKind::Delivered => "delivered",
+        StatusKind::Read => "read",
+        StatusKind::Failed => "failed",
+    }
+}
+
+pub(crate) fn status_from_name(name: &str) -> Option<StatusKind> {
+    match name {
+        "sent" => Some(StatusKind::Sent),
+        "delivered" => Some(StatusKind::Delivered),
+        "read" => Some(StatusKind::Read),
+        "failed" => Some(StatusKind::Failed),
+        _ => None,
+    }
+}
+
+/// A customer message row, as loaded for the rule core.
+pub(crate) struct CustomerEventRow {
+    pub wamid: String,
+    pub timestamp: i64,
+    pub entry_point: Option<String>,
+    pub is_reaction: bool,
+}
+
+/// An outbound message row joined with one of its statuses (or none).
+pub(crate) struct BusinessEventRow {
+    pub wamid: String,
+    pub timestamp: i64,
+    pub sent_via_hourglass: bool,
+    pub category: Option<String>,
+    pub status: Option<String>,
+    pub status_timestamp: Option<i64>,
+    pub status_category: Option<String>,
+    pub fep_expires_at: Option<i64>,
+}
+
+/// Turns loaded rows into the rule core's history: the one place where rows become events.
+pub(crate) fn history_from_rows(
+    customers: Vec<CustomerEventRow>,
+    business: Vec<BusinessEventRow>,
+) -> ThreadHistory {
+    let mut history = ThreadHistory::new();
+    for row in customers {
+        history.record(ThreadEvent::CustomerMessage {
+            id: row.wamid,
+            at: Instant::from_unix_seconds(row.timestamp),
+            entry_point: entry_point_from_name(row.entry_point.as_deref()),
+            is_reaction: row.is_reaction,
+        });
+    }
+    for row in business {
+        let category = row.category.as_deref().and_then(MessageCategory::from_meta);
+        // The message row's own timestamp is its send instant; whether we sent it or only
+        // heard of it from a status, it is the earliest instant known for it.
+        history.record(ThreadEvent::BusinessMessageSent {
+            id: row.wamid.clone(),
+            at: Instant::from_unix_seconds(row.timestamp),
+            category: if row.sent_via_hourglass {
+                category
+            } else {
+                None
+            },
+        });
+        if let (Some(status), Some(at)) = (
+            row.status.as_deref().and_then(status_from_name),
+            row.status_timestamp,
+        ) {
+            history.record(ThreadEvent::Status {
+                id: row.wamid,
+                kind: status,
+                at: Instant::from_unix_seconds(at),
+                category: row
+                    .status_category
+                    .as_deref()
+                    .and_then(MessageCategory::from_meta)
+                    .or(if row.sent_via_hourglass {
+                        None
+                    } else {
+                        category
+                    }),
+                fep_expires_at: row.fep_expires_at.map(Instant::from_unix_seconds),
+            });
+        }
+    }
+    history
+}
+
+pub(crate) fn numbers_to_json(numbers: &Option<Vec<String>>) -> Option<String> {
+    numbers
+        .as_ref()
+        .map(|n| serde_json::to_string(n).expect("a list of strings serializes"))
+}
+
+pub(crate) fn numbers_from_json(
+    text: Option<String>,
+) -> Result<Option<Vec<String>>, crate::StoreError> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| {
+            crate::StoreError::Corrupt(format!("api_keys.numbers is not a JSON list: {e}"))
+        })
+    })
+    .transpose()
+}
+
+pub(crate) fn instant(seconds: Option<i64>) -> Option<Instant> {
+    seconds.map(Instant::from_unix_seconds)
+}
+
+/// The whole of a thread as the rule core sees it, from its stored messages: used where
+/// every message is at hand anyway (a thread's timeline, pricing each of its messages).
+pub fn history_from_messages(messages: &[MessageRow]) -> ThreadHistory {
+    let mut customers = Vec::new();
+    let mut business = Vec::new();
+    for m in messages {
+        if m.direction == "inbound" {
+            if m.counts_for_window {
+                customers.push(CustomerEventRow {
+                    wamid: m.message_id.clone(),
+                    timestamp: m.timestamp.unix_seconds(),
+                    entry_point: m.entry_point.clone(),
+                    is_reaction: m.is_reaction,
+                });
+            }
+            continue;
+        }
+        let row = |s: Option<&StatusRow>| BusinessEventRow {
+            wamid: m.message_id.clone(),
+            timestamp: m.timestamp.unix_seconds(),
+            sent_via_hourglass: m.sent_via_hourglass,
+            category: m.category.clone(),
+            status: s.map(|s| s.status.clone()),
+            status_timestamp: s.map(|s| s.timestamp.unix_seconds()),
+            status_category: s.and_then(|s| s.category.clone()),
+            fep_expires_at: s.and_then(|s| s.fep_expires_at.map(|i| i.unix_seconds())),
+        };
+        if m.statuses.is_empty() {
+            business.push(row(None));
+        }
+        for status in &m.statuses {
+            business.push(row(Some(status)));
+        }
+    }
+    history_from_rows(customers, business)
+}

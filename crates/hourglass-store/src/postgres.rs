@@ -1,0 +1,726 @@
+//! The scale-out store: PostgreSQL. Several `hourglass serve` processes may share one
+//! database; every write is idempotent on Meta's ids (`ON CONFLICT DO NOTHING`), and a
+//! batch that loses a deadlock to another process is retried whole.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hourglass_core::{Instant, ThreadHistory, HISTORY_LOOKBACK_SECONDS};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::model::*;
+use crate::{Store, StoreError};
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// How often a batch is retried after losing a deadlock or a serialization conflict to a
+/// concurrent writer before the error is reported.
+const CONFLICT_RETRIES: usize = 8;
+
+impl PostgresStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(StoreError::Connect)?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(StoreError::Migrate)?;
+        Ok(PostgresStore { pool })
+    }
+
+    async fn ingest_once(
+        &self,
+        deliveries: &[WebhookDelivery],
+    ) -> Result<IngestReport, StoreError> {
+        let mut report = IngestReport::default();
+        let mut tx = self.pool.begin().await?;
+        let mut memo = BatchMemo::default();
+        for delivery in deliveries {
+            let new = sqlx::query(
+                "INSERT INTO webhook_deliveries (sha256, received_at, body) VALUES ($1, $2, $3)
+                 ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(&delivery.body_sha256)
+            .bind(delivery.received_at.unix_seconds())
+            .bind(&delivery.body)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if new == 0 {
+                report.duplicates += delivery.items.len() as u64;
+                continue;
+            }
+            report.deliveries_new += 1;
+            for item in &delivery.items {
+                ingest_item(&mut tx, &mut memo, &delivery.body_sha256, item, &mut report).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+}
+
+/// Deadlock (40P01) or serialization failure (40001): another process wrote the same
+/// rows in another order; the batch can simply run again.
+fn is_conflict(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(sqlx::Error::Database(e)) => {
+            matches!(e.code().as_deref(), Some("40P01") | Some("40001"))
+        }
+        _ => false,
+    }
+}
+
+type Tx<'a> = Transaction<'a, Postgres>;
+
+/// Per-transaction memo of the threads and numbers already resolved, so a batch of many
+/// items for the same contacts costs one lookup each.
+#[derive(Default)]
+struct BatchMemo {
+    threads: HashMap<(String, ContactKey), i64>,
+    numbers: std::collections::HashSet<String>,
+}
+
+async fn ensure_number(
+    tx: &mut Tx<'_>,
+    memo: &mut BatchMemo,
+    number: &NumberRef,
+) -> Result<(), StoreError> {
+    if memo.numbers.contains(&number.phone_number_id) {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO business_numbers (phone_number_id, waba_id, display_phone_number)
+         VALUES ($1, $2, $3)
+         ON CONFLICT (phone_number_id) DO UPDATE
+           SET waba_id = COALESCE(business_numbers.waba_id, excluded.waba_id),
+               display_phone_number = COALESCE(business_numbers.display_phone_number, excluded.display_phone_number)",
+    )
+    .bind(&number.phone_number_id)
+    .bind(&number.waba_id)
+    .bind(&number.display_phone_number)
+    .execute(&mut **tx)
+    .await?;
+    memo.numbers.insert(number.phone_number_id.clone());
+    Ok(())
+}
+
+/// Finds the thread by `wa_id` or `user_id`, filling in whichever key it lacked, or
+/// creates it.
+async fn resolve_thread(
+    conn: &mut sqlx::PgConnection,
+    phone_number_id: &str,
+    contact: &ContactKey,
+) -> Result<i64, StoreError> {
+    let found: Option<(i64, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, wa_id, user_id FROM threads
+         WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $3)
+         ORDER BY (wa_id = $2) DESC LIMIT 1",
+    )
+    .bind(phone_number_id)
+    .bind(&contact.wa_id)
+    .bind(&contact.user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match found {
+        Some((id, wa_id, user_id)) => {
+            if wa_id.is_none() && contact.wa_id.is_some() {
+                sqlx::query(
+                    "UPDATE threads SET wa_id = $2 WHERE id = $1 AND wa_id IS NULL
+                     AND NOT EXISTS (SELECT 1 FROM threads WHERE phone_number_id = $3 AND wa_id = $2)",
+                )
+                .bind(id)
+                .bind(&contact.wa_id)
+                .bind(phone_number_id)
+                .execute(&mut *conn)
+                .await?;
+            }
+            if user_id.is_none() && contact.user_id.is_some() {
+                sqlx::query(
+                    "UPDATE threads SET user_id = $2 WHERE id = $1 AND user_id IS NULL
+                     AND NOT EXISTS (SELECT 1 FROM threads WHERE phone_number_id = $3 AND user_id = $2)",
+                )
+                .bind(id)
+                .bind(&contact.user_id)
+                .bind(phone_number_id)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(id)
+        }
+        None => {
+            // Another process may be creating the same thread right now: the insert then
+            // waits for it and does nothing, and the thread is read back.
+            let inserted: Option<(i64,)> = sqlx::query_as(
+                "INSERT INTO threads (phone_number_id, wa_id, user_id) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .bind(phone_number_id)
+            .bind(&contact.wa_id)
+            .bind(&contact.user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match inserted {
+                Some((id,)) => Ok(id),
+                None => {
+                    let (id,): (i64,) = sqlx::query_as(
+                        "SELECT id FROM threads WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $3)
+                         ORDER BY (wa_id = $2) DESC LIMIT 1",
+                    )
+                    .bind(phone_number_id)
+                    .bind(&contact.wa_id)
+                    .bind(&contact.user_id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    Ok(id)
+                }
+            }
+        }
+    }
+}
+
+async fn memo_thread(
+    tx: &mut Tx<'_>,
+    memo: &mut BatchMemo,
+    phone_number_id: &str,
+    contact: &ContactKey,
+) -> Result<i64, StoreError> {
+    let key = (phone_number_id.to_owned(), contact.clone());
+    if let Some(id) = memo.threads.get(&key) {
+        return Ok(*id);
+    }
+    let id = resolve_thread(tx, phone_number_id, contact).await?;
+    memo.threads.insert(key, id);
+    Ok(id)
+}
+
+async fn ingest_item(
+    tx: &mut Tx<'_>,
+    memo: &mut BatchMemo,
+    delivery_sha256: &str,
+    item: &IngestItem,
+    report: &mut IngestReport,
+) -> Result<(), StoreError> {
+    match item {
+        IngestItem::Inbound {
+            number,
+            contact,
+            profile_name,
+            message_id,
+            timestamp,
+            message_type,
+            entry_point,
+            is_reaction,
+            counts_for_window,
+            raw,
+        } => {
+            ensure_number(tx, memo, number).await?;
+            let thread_id = memo_thread(tx, memo, &number.phone_number_id, contact).await?;
+            let inserted = sqlx::query(
+                "INSERT INTO messages (wamid, thread_id, phone_number_id, direction, type, timestamp,
+                                       entry_point, is_reaction, counts_for_window, body)
+                 VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (wamid) DO NOTHING",
+            )
+            .bind(message_id)
+            .bind(thread_id)
+            .bind(&number.phone_number_id)
+            .bind(message_type)
+            .bind(timestamp.unix_seconds())
+            .bind(entry_point_name(*entry_point))
+            .bind(*is_reaction)
+            .bind(*counts_for_window)
+            .bind(raw)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                report.duplicates += 1;
+                return Ok(());
+            }
+            report.messages_new += 1;
+            if *counts_for_window {
+                let is_ad = *entry_point == hourglass_core::EntryPoint::Ad;
+                sqlx::query(
+                    "UPDATE threads SET
+                       last_customer_at = CASE WHEN NOT $2 AND (last_customer_at IS NULL OR last_customer_at < $3)
+                                               THEN $3 ELSE last_customer_at END,
+                       last_reaction_at = CASE WHEN $2 AND (last_reaction_at IS NULL OR last_reaction_at < $3)
+                                               THEN $3 ELSE last_reaction_at END,
+                       last_fep_signal_at = CASE WHEN $4 AND (last_fep_signal_at IS NULL OR last_fep_signal_at < $3)
+                                                 THEN $3 ELSE last_fep_signal_at END,
+                       profile_name = COALESCE($5, profile_name)
+                     WHERE id = $1",
+                )
+                .bind(thread_id)
+                .bind(*is_reaction)
+                .bind(timestamp.unix_seconds())
+                .bind(is_ad)
+                .bind(profile_name)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(())
+        }
+        IngestItem::Status {
+            number,
+            contact,
+            message_id,
+            status,
+            timestamp,
+            category,
+            fep_expires_at,
+            pricing,
+            conversation,
+            errors,
+        } => {
+            ensure_number(tx, memo, number).await?;
+            let inserted = sqlx::query(
+                "INSERT INTO statuses (wamid, status, timestamp, category, fep_expires_at, pricing, conversation, errors)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (wamid, status) DO NOTHING",
+            )
+            .bind(message_id)
+            .bind(status_name(*status))
+            .bind(timestamp.unix_seconds())
+            .bind(category.map(|c| c.as_str()))
+            .bind(fep_expires_at.map(|i| i.unix_seconds()))
+            .bind(pricing)
+            .bind(conversation)
+            .bind(errors)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                report.duplicates += 1;
+                return Ok(());
+            }
+            report.statuses_new += 1;
+            let thread_id = memo_thread(tx, memo, &number.phone_number_id, contact).await?;
+            // A business message sent outside Hourglass is first heard of through its
+            // statuses: they still count.
+            let delivered = matches!(
+                status,
+                hourglass_core::StatusKind::Delivered | hourglass_core::StatusKind::Read
+            );
+            sqlx::query(
+                "INSERT INTO messages (wamid, thread_id, phone_number_id, direction, type, timestamp, category, delivered_at)
+                 VALUES ($1, $2, $3, 'outbound', 'unknown', $4, $5, CASE WHEN $6 THEN $4::BIGINT END)
+                 ON CONFLICT (wamid) DO UPDATE SET
+                   timestamp = LEAST(messages.timestamp, excluded.timestamp),
+                   category = COALESCE(messages.category, excluded.category),
+                   delivered_at = CASE WHEN excluded.delivered_at IS NULL THEN messages.delivered_at
+                                       ELSE LEAST(messages.delivered_at, excluded.delivered_at) END",
+            )
+            .bind(message_id)
+            .bind(thread_id)
+            .bind(&number.phone_number_id)
+            .bind(timestamp.unix_seconds())
+            .bind(category.map(|c| c.as_str()))
+            .bind(delivered)
+            .execute(&mut **tx)
+            .await?;
+            if fep_expires_at.is_some() {
+                sqlx::query(
+                    "UPDATE threads SET last_fep_signal_at = GREATEST(last_fep_signal_at, $2) WHERE id = $1",
+                )
+                .bind(thread_id)
+                .bind(timestamp.unix_seconds())
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(())
+        }
+        IngestItem::Unprocessed { field, reason, raw } => {
+            sqlx::query(
+                "INSERT INTO unprocessed_items (delivery_sha256, field, reason, raw) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(delivery_sha256)
+            .bind(field)
+            .bind(reason)
+            .bind(raw)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+fn thread_row(row: &sqlx::postgres::PgRow) -> ThreadRow {
+    ThreadRow {
+        id: row.get("id"),
+        phone_number_id: row.get("phone_number_id"),
+        wa_id: row.get("wa_id"),
+        user_id: row.get("user_id"),
+        profile_name: row.get("profile_name"),
+        last_customer_at: instant(row.get("last_customer_at")),
+        last_reaction_at: instant(row.get("last_reaction_at")),
+        last_fep_signal_at: instant(row.get("last_fep_signal_at")),
+    }
+}
+
+const THREAD_COLUMNS: &str = "id, phone_number_id, wa_id, user_id, profile_name, last_customer_at, last_reaction_at, last_fep_signal_at";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ingest(&self, deliveries: &[WebhookDelivery]) -> Result<IngestReport, StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.ingest_once(deliveries).await {
+                Err(e) if is_conflict(&e) && attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(
+                        attempt,
+                        "ingest batch lost a conflict to another writer; retrying"
+                    );
+                    tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn record_outbound(&self, message: &OutboundMessage) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let thread_id =
+            resolve_thread(&mut conn, &message.phone_number_id, &message.contact).await?;
+        sqlx::query(
+            "INSERT INTO messages (wamid, thread_id, phone_number_id, direction, type, timestamp, category,
+                                   template_name, template_language, sent_via_hourglass, body)
+             VALUES ($1, $2, $3, 'outbound', $4, $5, $6, $7, $8, TRUE, $9)
+             ON CONFLICT (wamid) DO UPDATE SET
+               type = excluded.type,
+               timestamp = LEAST(messages.timestamp, excluded.timestamp),
+               category = COALESCE(excluded.category, messages.category),
+               template_name = excluded.template_name,
+               template_language = excluded.template_language,
+               sent_via_hourglass = TRUE,
+               body = excluded.body",
+        )
+        .bind(&message.message_id)
+        .bind(thread_id)
+        .bind(&message.phone_number_id)
+        .bind(&message.message_type)
+        .bind(message.sent_at.unix_seconds())
+        .bind(message.category.map(|c| c.as_str()))
+        .bind(&message.template_name)
+        .bind(&message.template_language)
+        .bind(&message.body)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO refusals (phone_number_id, thread_id, recipient, at, code, reason, request)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&refusal.phone_number_id)
+        .bind(refusal.thread_id)
+        .bind(&refusal.recipient)
+        .bind(refusal.at.unix_seconds())
+        .bind(refusal.code)
+        .bind(&refusal.reason)
+        .bind(&refusal.request)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_thread(
+        &self,
+        phone_number_id: &str,
+        contact: &str,
+    ) -> Result<Option<ThreadRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {THREAD_COLUMNS} FROM threads WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $2)
+             ORDER BY (wa_id = $2) DESC LIMIT 1"
+        ))
+        .bind(phone_number_id)
+        .bind(contact)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(thread_row))
+    }
+
+    async fn ensure_thread(
+        &self,
+        phone_number_id: &str,
+        contact: &ContactKey,
+    ) -> Result<ThreadRow, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let id = resolve_thread(&mut conn, phone_number_id, contact).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {THREAD_COLUMNS} FROM threads WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(thread_row(&row))
+    }
+
+    async fn thread_history(
+        &self,
+        thread_id: i64,
+        at: Instant,
+    ) -> Result<ThreadHistory, StoreError> {
+        let at_s = at.unix_seconds();
+        let from = at.plus_seconds(-HISTORY_LOOKBACK_SECONDS).unix_seconds();
+        let mut conn = self.pool.acquire().await?;
+        let customers = sqlx::query(
+            "SELECT wamid, timestamp, entry_point, is_reaction FROM messages
+               WHERE thread_id = $1 AND direction = 'inbound' AND counts_for_window
+                 AND timestamp BETWEEN $2 AND $3
+             UNION
+             SELECT * FROM (SELECT wamid, timestamp, entry_point, is_reaction FROM messages
+               WHERE thread_id = $1 AND direction = 'inbound' AND counts_for_window
+                 AND NOT is_reaction AND timestamp <= $3 ORDER BY timestamp DESC LIMIT 1) AS latest_customer_message
+             UNION
+             SELECT * FROM (SELECT wamid, timestamp, entry_point, is_reaction FROM messages
+               WHERE thread_id = $1 AND direction = 'inbound' AND counts_for_window
+                 AND is_reaction AND timestamp <= $3 ORDER BY timestamp DESC LIMIT 1) AS latest_reaction",
+        )
+        .bind(thread_id)
+        .bind(from)
+        .bind(at_s)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|r| CustomerEventRow {
+            wamid: r.get(0),
+            timestamp: r.get(1),
+            entry_point: r.get(2),
+            is_reaction: r.get(3),
+        })
+        .collect();
+        let business = sqlx::query(
+            "SELECT m.wamid, m.timestamp, m.sent_via_hourglass, m.category,
+                    s.status, s.timestamp, s.category, s.fep_expires_at
+               FROM messages m LEFT JOIN statuses s ON s.wamid = m.wamid AND s.timestamp <= $3
+              WHERE m.thread_id = $1 AND m.direction = 'outbound' AND m.timestamp BETWEEN $2 AND $3",
+        )
+        .bind(thread_id)
+        .bind(from)
+        .bind(at_s)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|r| BusinessEventRow {
+            wamid: r.get(0),
+            timestamp: r.get(1),
+            sent_via_hourglass: r.get(2),
+            category: r.get(3),
+            status: r.get(4),
+            status_timestamp: r.get(5),
+            status_category: r.get(6),
+            fep_expires_at: r.get(7),
+        })
+        .collect();
+        Ok(history_from_rows(customers, business))
+    }
+
+    async fn count_service_deliveries(
+        &self,
+        phone_number_id: &str,
+        from: Instant,
+        before: Instant,
+        cap: u32,
+    ) -> Result<u32, StoreError> {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM messages
+               WHERE phone_number_id = $1 AND category = 'service'
+                 AND delivered_at >= $2 AND delivered_at < $3 LIMIT $4) AS capped",
+        )
+        .bind(phone_number_id)
+        .bind(from.unix_seconds())
+        .bind(before.unix_seconds())
+        .bind(cap as i64)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count as u32)
+    }
+
+    async fn thread_messages(&self, thread_id: i64) -> Result<Vec<MessageRow>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut messages: Vec<MessageRow> = sqlx::query(
+            "SELECT wamid, direction, type, timestamp, category, template_name, sent_via_hourglass, delivered_at, body,
+                    entry_point, is_reaction, counts_for_window
+               FROM messages WHERE thread_id = $1 ORDER BY timestamp, wamid",
+        )
+        .bind(thread_id)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|r| MessageRow {
+            message_id: r.get(0),
+            direction: r.get(1),
+            message_type: r.get(2),
+            timestamp: Instant::from_unix_seconds(r.get(3)),
+            category: r.get(4),
+            template_name: r.get(5),
+            sent_via_hourglass: r.get(6),
+            delivered_at: instant(r.get(7)),
+            body: r.get(8),
+            entry_point: r.get(9),
+            is_reaction: r.get(10),
+            counts_for_window: r.get(11),
+            statuses: Vec::new(),
+        })
+        .collect();
+        let statuses = sqlx::query(
+            "SELECT s.wamid, s.status, s.timestamp, s.pricing, s.errors, s.category, s.fep_expires_at
+               FROM statuses s JOIN messages m ON m.wamid = s.wamid
+              WHERE m.thread_id = $1 ORDER BY s.timestamp, s.status",
+        )
+        .bind(thread_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let index: HashMap<String, usize> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.message_id.clone(), i))
+            .collect();
+        for r in statuses {
+            let wamid: String = r.get(0);
+            if let Some(i) = index.get(&wamid) {
+                messages[*i].statuses.push(StatusRow {
+                    status: r.get(1),
+                    timestamp: Instant::from_unix_seconds(r.get(2)),
+                    pricing: r.get(3),
+                    errors: r.get(4),
+                    category: r.get(5),
+                    fep_expires_at: instant(r.get(6)),
+                });
+            }
+        }
+        Ok(messages)
+    }
+
+    async fn threads_by_last_customer_message(
+        &self,
+        phone_number_id: &str,
+        from: Instant,
+        to: Instant,
+        cursor: Option<ThreadCursor>,
+        limit: u32,
+    ) -> Result<Vec<ThreadRow>, StoreError> {
+        let (cursor_at, cursor_id) = cursor
+            .map(|c| (c.last_customer_at.unix_seconds(), c.id))
+            .unwrap_or((i64::MIN, i64::MIN));
+        let rows = sqlx::query(&format!(
+            "SELECT {THREAD_COLUMNS} FROM threads
+              WHERE phone_number_id = $1 AND last_customer_at > $2 AND last_customer_at <= $3
+                AND (last_customer_at, id) > ($4, $5)
+              ORDER BY last_customer_at, id LIMIT $6"
+        ))
+        .bind(phone_number_id)
+        .bind(from.unix_seconds())
+        .bind(to.unix_seconds())
+        .bind(cursor_at)
+        .bind(cursor_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(thread_row).collect())
+    }
+
+    async fn business_number(
+        &self,
+        phone_number_id: &str,
+    ) -> Result<Option<BusinessNumber>, StoreError> {
+        let row: Option<(String, Option<String>, Option<String>, String)> = sqlx::query_as(
+            "SELECT phone_number_id, waba_id, display_phone_number, time_zone FROM business_numbers WHERE phone_number_id = $1",
+        )
+        .bind(phone_number_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(
+            |(phone_number_id, waba_id, display_phone_number, time_zone)| BusinessNumber {
+                phone_number_id,
+                waba_id,
+                display_phone_number,
+                time_zone,
+            },
+        ))
+    }
+
+    async fn upsert_business_number(&self, number: &BusinessNumber) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO business_numbers (phone_number_id, waba_id, display_phone_number, time_zone)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (phone_number_id) DO UPDATE SET
+               waba_id = COALESCE(excluded.waba_id, business_numbers.waba_id),
+               display_phone_number = COALESCE(excluded.display_phone_number, business_numbers.display_phone_number),
+               time_zone = excluded.time_zone",
+        )
+        .bind(&number.phone_number_id)
+        .bind(&number.waba_id)
+        .bind(&number.display_phone_number)
+        .bind(&number.time_zone)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_hash, label, numbers, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&key.key_hash)
+        .bind(&key.label)
+        .bind(numbers_to_json(&key.numbers))
+        .bind(key.created_at.unix_seconds())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, StoreError> {
+        let row: Option<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT id, label, numbers FROM api_keys WHERE key_hash = $1")
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(id, label, numbers)| {
+            Ok(ApiKeyRow {
+                id,
+                label,
+                numbers: numbers_from_json(numbers)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let (deliveries, messages, statuses, threads, refusals): (i64, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM webhook_deliveries), (SELECT COUNT(*) FROM messages),
+                    (SELECT COUNT(*) FROM statuses), (SELECT COUNT(*) FROM threads),
+                    (SELECT COUNT(*) FROM refusals)",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(StoreCounts {
+            deliveries,
+            messages,
+            statuses,
+            threads,
+            refusals,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

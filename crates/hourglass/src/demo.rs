@@ -1,0 +1,150 @@
+//! `hourglass demo`: the gateway on a fresh SQLite file with the sandbox in place of Meta,
+//! seeded through its own signed webhook path with one business number and contacts in
+//! every interesting state.
+
+use std::future::Future;
+use std::path::Path;
+
+use anyhow::Context;
+use hourglass_meta::send::{
+    build_inbound_webhook, build_status_webhook, InboundTextParams, StatusParams,
+};
+use hourglass_server::config::Secret;
+use hourglass_server::upstream::Upstream;
+use hourglass_server::{auth, time, Application, Config};
+
+pub const DEMO_NUMBER: &str = "106540352242922";
+const DEMO_DISPLAY: &str = "15550783881";
+const DEMO_WABA: &str = "102290129340398";
+
+struct Contact {
+    wa_id: &'static str,
+    name: &'static str,
+    /// Seconds before now of their message.
+    wrote_ago: i64,
+    text: &'static str,
+    from_ad: bool,
+}
+
+const CONTACTS: [Contact; 4] = [
+    Contact {
+        wa_id: "16505550001",
+        name: "Ana (window open)",
+        wrote_ago: 2 * 3600,
+        text: "Does it come in another color?",
+        from_ad: false,
+    },
+    Contact {
+        wa_id: "16505550002",
+        name: "Bruno (closing within the hour)",
+        wrote_ago: 23 * 3600 + 20 * 60,
+        text: "I'll think about it",
+        from_ad: false,
+    },
+    Contact {
+        wa_id: "16505550003",
+        name: "Chen (window closed)",
+        wrote_ago: 30 * 3600,
+        text: "Thanks, bye!",
+        from_ad: false,
+    },
+    Contact {
+        wa_id: "16505550004",
+        name: "Dara (came through an ad, FEP open)",
+        wrote_ago: 5 * 3600,
+        text: "Hi, I saw your ad",
+        from_ad: true,
+    },
+];
+
+pub async fn run(
+    config_path: Option<&Path>,
+    database: &Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", database.display());
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("removing the old demo database {file}"))
+            }
+        }
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut config = Config::load(config_path, env)?;
+    config.database_url = format!("sqlite://{}", database.display());
+    config.meta.upstream = "sandbox".into();
+    config.meta.app_secret = Some(Secret::new(auth::generate_key()));
+    let app = Application::build(config).await?;
+    let port = app.port();
+    let key = auth::create_key(app.state().store(), "demo", None, time::now()).await?;
+    let Upstream::Sandbox(sandbox) = app.state().upstream() else {
+        anyhow::bail!("the demo runs against the sandbox");
+    };
+    let sandbox = sandbox.clone();
+    let server = tokio::spawn(app.run_until(shutdown));
+
+    let now = time::now().unix_seconds();
+    for (i, contact) in CONTACTS.iter().enumerate() {
+        let message_id = format!("wamid.DEMO.in.{i}");
+        let payload = build_inbound_webhook(&InboundTextParams {
+            waba_id: DEMO_WABA,
+            phone_number_id: DEMO_NUMBER,
+            display_phone_number: DEMO_DISPLAY,
+            wa_id: contact.wa_id,
+            user_id: None,
+            profile_name: contact.name,
+            message_id: &message_id,
+            timestamp: now - contact.wrote_ago,
+            body: contact.text,
+            referral_source_type: contact.from_ad.then_some("ad"),
+        });
+        sandbox.post_webhook(payload.to_string().into_bytes()).await;
+        if contact.from_ad {
+            // The business answered an hour after the ad message: that reply's delivery
+            // opened the free entry point.
+            let reply = format!("wamid.DEMO.out.{i}");
+            for (status, at) in [
+                ("sent", now - contact.wrote_ago + 3600),
+                ("delivered", now - contact.wrote_ago + 3605),
+            ] {
+                let payload = build_status_webhook(&StatusParams {
+                    waba_id: DEMO_WABA,
+                    phone_number_id: DEMO_NUMBER,
+                    display_phone_number: DEMO_DISPLAY,
+                    message_id: &reply,
+                    recipient_wa_id: contact.wa_id,
+                    recipient_user_id: None,
+                    status,
+                    timestamp: at,
+                    conversation: None,
+                    pricing: None,
+                });
+                sandbox.post_webhook(payload.to_string().into_bytes()).await;
+            }
+        }
+    }
+
+    let base = format!("http://127.0.0.1:{port}");
+    println!(
+        "\nHourglass demo is running at {base} (sandbox in place of Meta, database {db}).\n\
+         API key (admin): {key}\n\n\
+         Try:\n  \
+         curl -H 'Authorization: Bearer {key}' {base}/v1/numbers/{n}/contacts/16505550001/window\n  \
+         curl -H 'Authorization: Bearer {key}' '{base}/v1/numbers/{n}/windows?closing_within=3600'\n  \
+         curl -H 'Authorization: Bearer {key}' {base}/v1/numbers/{n}/contacts/16505550004/window\n  \
+         # a free-form reply to Chen, whose window closed, is refused with Meta's 131047:\n  \
+         curl -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"messaging_product\":\"whatsapp\",\"to\":\"16505550003\",\"type\":\"text\",\"text\":{{\"body\":\"Hello again\"}}}}' \\\n    \
+         {base}/v21.0/{n}/messages\n  \
+         curl -H 'Authorization: Bearer {key}' {base}/v1/numbers/{n}/contacts/16505550001/messages\n  \
+         curl {base}/metrics\n\n\
+         Contacts: {contacts}\nPress Ctrl-C to stop.",
+        db = database.display(),
+        n = DEMO_NUMBER,
+        contacts = CONTACTS.iter().map(|c| format!("{} {}", c.wa_id, c.name)).collect::<Vec<_>>().join("; "),
+    );
+    server.await.context("the server task")?
+}

@@ -1,0 +1,122 @@
+//! The `hourglass` binary: a thin shell over `hourglass-server`. It reads the command
+//! line and the configuration, sets up logging, and runs what was asked.
+
+mod demo;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hourglass_server::{auth, time, Application, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "hourglass",
+    version,
+    about = "A WhatsApp Business gateway that keeps Meta's clock"
+)]
+struct Cli {
+    /// TOML configuration file; HOURGLASS_* environment variables override it.
+    #[arg(long, global = true, env = "HOURGLASS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Run the gateway against the built-in sandbox on a fresh SQLite file, with example data.
+    Demo {
+        /// Where to keep the demo database (recreated at every start).
+        #[arg(long, default_value = "hourglass-demo.db")]
+        database: PathBuf,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (it is shown only once).
+    Create {
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "api")]
+        label: String,
+        /// Restrict the key to this business number (repeat for several). Without it, the key is an admin key.
+        #[arg(long = "number")]
+        numbers: Vec<String>,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOURGLASS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    let cli = Cli::parse();
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match cli.command {
+        Command::Serve => {
+            let config = Config::load(cli.config.as_deref(), env)?;
+            let app = Application::build(config).await?;
+            tracing::info!(port = app.port(), "hourglass is serving");
+            app.run_until(shutdown_signal()).await
+        }
+        Command::Demo { database } => {
+            demo::run(cli.config.as_deref(), &database, shutdown_signal()).await
+        }
+        Command::Keys {
+            command: KeysCommand::Create { label, numbers },
+        } => {
+            let config = Config::load(cli.config.as_deref(), env)?;
+            let store = hourglass_store::connect(&config.database_url)
+                .await
+                .context("opening the database to store the key")?;
+            let scope = (!numbers.is_empty()).then_some(numbers);
+            let key = auth::create_key(store.as_ref(), &label, scope.clone(), time::now()).await?;
+            println!("{key}");
+            eprintln!(
+                "Created {} key `{label}`. It is shown only this once: store it now.",
+                match &scope {
+                    None => "an admin".to_owned(),
+                    Some(n) => format!("a key for {}", n.join(", ")),
+                }
+            );
+            Ok(())
+        }
+    }
+}
