@@ -1,0 +1,8 @@
+//! End-to-end tests over real HTTP against the real server, each run on SQLite and on
+//! PostgreSQL, with a local fake of Meta's Graph API.
+
+mod helpers;
+
+mod bad_input;
+mod send_flow;
+mod window_api;
