@@ -7,9 +7,11 @@
 //! rule: it hands the rule core the events it needs ([`Store::thread_history`]) and keeps
 //! per-thread summaries current so that a question about now needs no replay.
 
+mod batch;
 mod model;
 mod postgres;
 mod sqlite;
+mod sqlite_writer;
 
 use async_trait::async_trait;
 use hourglass_core::{Instant, ThreadHistory};
@@ -29,6 +31,8 @@ pub enum StoreError {
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Embedded(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hourglass_core::{Instant, ThreadHistory, HISTORY_LOOKBACK_SECONDS};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 
 use crate::model::*;
 use crate::{Store, StoreError};
@@ -40,29 +40,8 @@ impl PostgresStore {
         &self,
         deliveries: &[WebhookDelivery],
     ) -> Result<IngestReport, StoreError> {
-        let mut report = IngestReport::default();
         let mut tx = self.pool.begin().await?;
-        let mut memo = BatchMemo::default();
-        for delivery in deliveries {
-            let new = sqlx::query(
-                "INSERT INTO webhook_deliveries (sha256, received_at, body) VALUES ($1, $2, $3)
-                 ON CONFLICT (sha256) DO NOTHING",
-            )
-            .bind(&delivery.body_sha256)
-            .bind(delivery.received_at.unix_seconds())
-            .bind(&delivery.body)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if new == 0 {
-                report.duplicates += delivery.items.len() as u64;
-                continue;
-            }
-            report.deliveries_new += 1;
-            for item in &delivery.items {
-                ingest_item(&mut tx, &mut memo, &delivery.body_sha256, item, &mut report).await?;
-            }
-        }
+        let report = batch_ingest::ingest_batch(&mut tx, deliveries).await?;
         tx.commit().await?;
         Ok(report)
     }
@@ -79,40 +58,6 @@ fn is_conflict(error: &StoreError) -> bool {
     }
 }
 
-type Tx<'a> = Transaction<'a, Postgres>;
-
-/// Per-transaction memo of the threads and numbers already resolved, so a batch of many
-/// items for the same contacts costs one lookup each.
-#[derive(Default)]
-struct BatchMemo {
-    threads: HashMap<(String, ContactKey), i64>,
-    numbers: std::collections::HashSet<String>,
-}
-
-async fn ensure_number(
-    tx: &mut Tx<'_>,
-    memo: &mut BatchMemo,
-    number: &NumberRef,
-) -> Result<(), StoreError> {
-    if memo.numbers.contains(&number.phone_number_id) {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO business_numbers (phone_number_id, waba_id, display_phone_number)
-         VALUES ($1, $2, $3)
-         ON CONFLICT (phone_number_id) DO UPDATE
-           SET waba_id = COALESCE(business_numbers.waba_id, excluded.waba_id),
-               display_phone_number = COALESCE(business_numbers.display_phone_number, excluded.display_phone_number)",
-    )
-    .bind(&number.phone_number_id)
-    .bind(&number.waba_id)
-    .bind(&number.display_phone_number)
-    .execute(&mut **tx)
-    .await?;
-    memo.numbers.insert(number.phone_number_id.clone());
-    Ok(())
-}
-
 /// Finds the thread by `wa_id` or `user_id`, filling in whichever key it lacked, or
 /// creates it.
 async fn resolve_thread(
@@ -121,9 +66,11 @@ async fn resolve_thread(
     contact: &ContactKey,
 ) -> Result<i64, StoreError> {
     let found: Option<(i64, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT id, wa_id, user_id FROM threads
-         WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $3)
-         ORDER BY (wa_id = $2) DESC LIMIT 1",
+        "SELECT id, wa_id, user_id FROM (
+           SELECT 0 AS rank, id, wa_id, user_id FROM threads WHERE phone_number_id = $1 AND wa_id = $2
+           UNION ALL
+           SELECT 1 AS rank, id, wa_id, user_id FROM threads WHERE phone_number_id = $1 AND user_id = $3
+         ) AS found ORDER BY rank LIMIT 1",
     )
     .bind(phone_number_id)
     .bind(&contact.wa_id)
@@ -172,8 +119,11 @@ async fn resolve_thread(
                 Some((id,)) => Ok(id),
                 None => {
                     let (id,): (i64,) = sqlx::query_as(
-                        "SELECT id FROM threads WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $3)
-                         ORDER BY (wa_id = $2) DESC LIMIT 1",
+                        "SELECT id FROM (
+                           SELECT 0 AS rank, id FROM threads WHERE phone_number_id = $1 AND wa_id = $2
+                           UNION ALL
+                           SELECT 1 AS rank, id FROM threads WHERE phone_number_id = $1 AND user_id = $3
+                         ) AS found ORDER BY rank LIMIT 1",
                     )
                     .bind(phone_number_id)
                     .bind(&contact.wa_id)
@@ -183,174 +133,6 @@ async fn resolve_thread(
                     Ok(id)
                 }
             }
-        }
-    }
-}
-
-async fn memo_thread(
-    tx: &mut Tx<'_>,
-    memo: &mut BatchMemo,
-    phone_number_id: &str,
-    contact: &ContactKey,
-) -> Result<i64, StoreError> {
-    let key = (phone_number_id.to_owned(), contact.clone());
-    if let Some(id) = memo.threads.get(&key) {
-        return Ok(*id);
-    }
-    let id = resolve_thread(tx, phone_number_id, contact).await?;
-    memo.threads.insert(key, id);
-    Ok(id)
-}
-
-async fn ingest_item(
-    tx: &mut Tx<'_>,
-    memo: &mut BatchMemo,
-    delivery_sha256: &str,
-    item: &IngestItem,
-    report: &mut IngestReport,
-) -> Result<(), StoreError> {
-    match item {
-        IngestItem::Inbound {
-            number,
-            contact,
-            profile_name,
-            message_id,
-            timestamp,
-            message_type,
-            entry_point,
-            is_reaction,
-            counts_for_window,
-            raw,
-        } => {
-            ensure_number(tx, memo, number).await?;
-            let thread_id = memo_thread(tx, memo, &number.phone_number_id, contact).await?;
-            let inserted = sqlx::query(
-                "INSERT INTO messages (wamid, thread_id, phone_number_id, direction, type, timestamp,
-                                       entry_point, is_reaction, counts_for_window, body)
-                 VALUES ($1, $2, $3, 'inbound', $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (wamid) DO NOTHING",
-            )
-            .bind(message_id)
-            .bind(thread_id)
-            .bind(&number.phone_number_id)
-            .bind(message_type)
-            .bind(timestamp.unix_seconds())
-            .bind(entry_point_name(*entry_point))
-            .bind(*is_reaction)
-            .bind(*counts_for_window)
-            .bind(raw)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                report.duplicates += 1;
-                return Ok(());
-            }
-            report.messages_new += 1;
-            if *counts_for_window {
-                let is_ad = *entry_point == hourglass_core::EntryPoint::Ad;
-                sqlx::query(
-                    "UPDATE threads SET
-                       last_customer_at = CASE WHEN NOT $2 AND (last_customer_at IS NULL OR last_customer_at < $3)
-                                               THEN $3 ELSE last_customer_at END,
-                       last_reaction_at = CASE WHEN $2 AND (last_reaction_at IS NULL OR last_reaction_at < $3)
-                                               THEN $3 ELSE last_reaction_at END,
-                       last_fep_signal_at = CASE WHEN $4 AND (last_fep_signal_at IS NULL OR last_fep_signal_at < $3)
-                                                 THEN $3 ELSE last_fep_signal_at END,
-                       profile_name = COALESCE($5, profile_name)
-                     WHERE id = $1",
-                )
-                .bind(thread_id)
-                .bind(*is_reaction)
-                .bind(timestamp.unix_seconds())
-                .bind(is_ad)
-                .bind(profile_name)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Ok(())
-        }
-        IngestItem::Status {
-            number,
-            contact,
-            message_id,
-            status,
-            timestamp,
-            category,
-            fep_expires_at,
-            pricing,
-            conversation,
-            errors,
-        } => {
-            ensure_number(tx, memo, number).await?;
-            let inserted = sqlx::query(
-                "INSERT INTO statuses (wamid, status, timestamp, category, fep_expires_at, pricing, conversation, errors)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (wamid, status) DO NOTHING",
-            )
-            .bind(message_id)
-            .bind(status_name(*status))
-            .bind(timestamp.unix_seconds())
-            .bind(category.map(|c| c.as_str()))
-            .bind(fep_expires_at.map(|i| i.unix_seconds()))
-            .bind(pricing)
-            .bind(conversation)
-            .bind(errors)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                report.duplicates += 1;
-                return Ok(());
-            }
-            report.statuses_new += 1;
-            let thread_id = memo_thread(tx, memo, &number.phone_number_id, contact).await?;
-            // A business message sent outside Hourglass is first heard of through its
-            // statuses: they still count.
-            let delivered = matches!(
-                status,
-                hourglass_core::StatusKind::Delivered | hourglass_core::StatusKind::Read
-            );
-            sqlx::query(
-                "INSERT INTO messages (wamid, thread_id, phone_number_id, direction, type, timestamp, category, delivered_at)
-                 VALUES ($1, $2, $3, 'outbound', 'unknown', $4, $5, CASE WHEN $6 THEN $4::BIGINT END)
-                 ON CONFLICT (wamid) DO UPDATE SET
-                   timestamp = LEAST(messages.timestamp, excluded.timestamp),
-                   category = COALESCE(messages.category, excluded.category),
-                   delivered_at = CASE WHEN excluded.delivered_at IS NULL THEN messages.delivered_at
-                                       ELSE LEAST(messages.delivered_at, excluded.delivered_at) END",
-            )
-            .bind(message_id)
-            .bind(thread_id)
-            .bind(&number.phone_number_id)
-            .bind(timestamp.unix_seconds())
-            .bind(category.map(|c| c.as_str()))
-            .bind(delivered)
-            .execute(&mut **tx)
-            .await?;
-            if fep_expires_at.is_some() {
-                sqlx::query(
-                    "UPDATE threads SET last_fep_signal_at = GREATEST(last_fep_signal_at, $2) WHERE id = $1",
-                )
-                .bind(thread_id)
-                .bind(timestamp.unix_seconds())
-                .execute(&mut **tx)
-                .await?;
-            }
-            Ok(())
-        }
-        IngestItem::Unprocessed { field, reason, raw } => {
-            sqlx::query(
-                "INSERT INTO unprocessed_items (delivery_sha256, field, reason, raw) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(delivery_sha256)
-            .bind(field)
-            .bind(reason)
-            .bind(raw)
-            .execute(&mut **tx)
-            .await?;
-            Ok(())
         }
     }
 }
@@ -369,6 +151,14 @@ fn thread_row(row: &sqlx::postgres::PgRow) -> ThreadRow {
 }
 
 const THREAD_COLUMNS: &str = "id, phone_number_id, wa_id, user_id, profile_name, last_customer_at, last_reaction_at, last_fep_signal_at";
+
+mod batch_ingest {
+    crate::batch::define_batch_ingest!(sqlx::Postgres, sqlx::PgConnection);
+
+    fn placeholders() -> (&'static str, &'static str, &'static str) {
+        ("$1", "$2", "$3")
+    }
+}
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -443,8 +233,11 @@ impl Store for PostgresStore {
         contact: &str,
     ) -> Result<Option<ThreadRow>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {THREAD_COLUMNS} FROM threads WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $2)
-             ORDER BY (wa_id = $2) DESC LIMIT 1"
+            "SELECT {THREAD_COLUMNS} FROM (
+               SELECT 0 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = $1 AND wa_id = $2
+               UNION ALL
+               SELECT 1 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = $1 AND user_id = $2
+             ) AS found ORDER BY rank LIMIT 1"
         ))
         .bind(phone_number_id)
         .bind(contact)
@@ -538,7 +331,7 @@ impl Store for PostgresStore {
     ) -> Result<u32, StoreError> {
         let (count,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM (SELECT 1 FROM messages
-               WHERE phone_number_id = $1 AND category = 'service'
+               WHERE phone_number_id = $1 AND direction = 'outbound' AND category = 'service'
                  AND delivered_at >= $2 AND delivered_at < $3 LIMIT $4) AS capped",
         )
         .bind(phone_number_id)

@@ -63,7 +63,9 @@ CREATE TABLE messages (
     body                TEXT
 );
 CREATE INDEX messages_by_thread_time ON messages (thread_id, timestamp);
-CREATE INDEX messages_by_service_delivery ON messages (phone_number_id, category, delivered_at);
+-- Only business messages are counted against the monthly free allowance.
+CREATE INDEX messages_by_service_delivery ON messages (phone_number_id, category, delivered_at)
+    WHERE direction = 'outbound';
 
 CREATE TABLE statuses (
     wamid            TEXT NOT NULL,
