@@ -1,0 +1,801 @@
+//! `hourglass-bench`: Hourglass's speed and memory, each figure beside a ceiling measured
+//! in the same run on the same machine, since shared machines are noisy.
+//!
+//! - `ingest`: distinct signed inbound webhooks over loopback, against (a) a handler of
+//!   the same HTTP stack that only verifies the signature and parses the JSON (the
+//!   ceiling) and (b) `hourglass serve`, which also stores every item durably before it
+//!   answers 200.
+//! - `window`: window API queries over many threads, against the same stack answering a
+//!   trivial GET.
+//! - `memory`: resident memory of `hourglass serve` before and after ingesting many
+//!   threads.
+//!
+//! It runs the release binaries: build with `cargo build --release -p hourglass -p hourglass-bench`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant as Stopwatch};
+
+use anyhow::{bail, Context};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use clap::{Parser, Subcommand, ValueEnum};
+use hourglass_meta::send::{build_inbound_webhook, InboundTextParams};
+use serde_json::Value;
+use sqlx::Connection;
+
+const SECRET: &str = "bench-app-secret";
+const API_KEY: &str = "bench-api-key";
+const NUMBER: &str = "106540352242922";
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Ingest throughput and latency, against the verify-and-parse ceiling.
+    Ingest {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        db: Db,
+        #[arg(long, default_value_t = 60_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Repeat ceiling and Hourglass alternately this many times; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Window API queries per second over many threads, against a trivial GET.
+    Window {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        db: Db,
+        #[arg(long, default_value_t = 100_000)]
+        threads: usize,
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// Resident memory of `hourglass serve` after ingesting many threads.
+    Memory {
+        #[arg(long, default_value_t = 1_000_000)]
+        threads: usize,
+        /// Messages (each a new thread) per webhook body.
+        #[arg(long, default_value_t = 100)]
+        per_webhook: usize,
+    },
+    /// The store alone: batches of deliveries straight into `Store::ingest`, no HTTP.
+    Store {
+        #[arg(long, value_enum, default_value = "sqlite")]
+        db: Db,
+        #[arg(long, default_value_t = 30_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+    },
+    /// Internal: the ceiling server (verify + parse, or a trivial GET).
+    CeilingServer {
+        #[arg(long)]
+        port: u16,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Cmd::CeilingServer { port } = cli.command {
+        // The ceiling gets the same runtime shape as `hourglass serve`.
+        return tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(ceiling_server(port));
+    }
+    // The load generator: one worker thread, so it takes no more than its share of the two
+    // cores (wrk -t1 in CEILINGS.md).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Cmd::Ingest {
+                db,
+                requests,
+                concurrency,
+                rounds,
+            } => bench_ingest(db, requests, concurrency, rounds).await,
+            Cmd::Window {
+                db,
+                threads,
+                requests,
+                concurrency,
+            } => bench_window(db, threads, requests, concurrency).await,
+            Cmd::Memory {
+                threads,
+                per_webhook,
+            } => bench_memory(threads, per_webhook).await,
+            Cmd::Store {
+                db,
+                requests,
+                batch,
+            } => bench_store(db, requests, batch).await,
+            Cmd::CeilingServer { .. } => unreachable!(),
+        }
+    })
+}
+
+// ---- Servers ------------------------------------------------------------------------------
+
+async fn ceiling_webhook(headers: HeaderMap, body: Bytes) -> StatusCode {
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    if hourglass_meta::verify_signature(SECRET.as_bytes(), &body, signature).is_err() {
+        return StatusCode::UNAUTHORIZED;
+    }
+    match hourglass_meta::parse_webhook(&body) {
+        Ok(_) => StatusCode::OK,
+        Err(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn ceiling_server(port: u16) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/webhook", post(ceiling_webhook))
+        .route("/healthz", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let path = me.with_file_name(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p hourglass -p hourglass-bench`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+async fn wait_healthy(port: u16) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("server on port {port} did not become healthy")
+}
+
+async fn start_ceiling() -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let child = Command::new(std::env::current_exe()?)
+        .args(["ceiling-server", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let server = Server { child, port };
+    wait_healthy(port).await?;
+    Ok(server)
+}
+
+struct Database {
+    url: String,
+    cleanup: Option<(String, String)>,
+}
+
+async fn fresh_database(db: Db, tag: &str) -> anyhow::Result<Database> {
+    match db {
+        Db::Sqlite => {
+            let dir =
+                std::env::temp_dir().join(format!("hourglass-bench-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            Ok(Database {
+                url: format!("sqlite://{}", dir.join("bench.db").display()),
+                cleanup: None,
+            })
+        }
+        Db::Postgres => {
+            let admin = std::env::var("HOURGLASS_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            let name = format!("hourglass_bench_{tag}_{}", std::process::id());
+            let mut conn = sqlx::PgConnection::connect(&admin).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                .execute(&mut conn)
+                .await?;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await?;
+            let base = admin
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_owned())
+                .unwrap_or(admin.clone());
+            Ok(Database {
+                url: format!("{base}/{name}"),
+                cleanup: Some((admin, name)),
+            })
+        }
+    }
+}
+
+impl Database {
+    async fn drop_it(self) {
+        if let Some((admin, name)) = self.cleanup {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+}
+
+async fn start_hourglass(database_url: &str) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let child = Command::new(sibling_binary("hourglass")?)
+        .arg("serve")
+        .env("HOURGLASS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HOURGLASS_DATABASE_URL", database_url)
+        .env("HOURGLASS_META_APP_SECRET", SECRET)
+        .env("HOURGLASS_API_KEY", API_KEY)
+        .env("HOURGLASS_UPSTREAM", "sandbox")
+        .env("HOURGLASS_LOG", "warn")
+        .envs(
+            std::env::var("BENCH_SERVER_WORKERS")
+                .ok()
+                .map(|n| ("TOKIO_WORKER_THREADS", n)),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting hourglass serve")?;
+    let server = Server { child, port };
+    wait_healthy(port).await?;
+    Ok(server)
+}
+
+// ---- Load generation ---------------------------------------------------------------------
+
+struct SignedBody {
+    body: Bytes,
+    signature: String,
+}
+
+fn inbound_webhooks(
+    count: usize,
+    contacts: usize,
+    first: usize,
+    base_time: i64,
+) -> Vec<SignedBody> {
+    (first..first + count)
+        .map(|i| {
+            let wa_id = format!("1555{:07}", i % contacts);
+            let user_id = format!("US.{:020}", i % contacts);
+            let payload = build_inbound_webhook(&InboundTextParams {
+                waba_id: "102290129340398",
+                phone_number_id: NUMBER,
+                display_phone_number: "15550783881",
+                wa_id: &wa_id,
+                user_id: Some(&user_id),
+                profile_name: "Bench Customer",
+                message_id: &format!(
+                    "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA{i:010}="
+                ),
+                timestamp: base_time - (i % 3600) as i64,
+                body: "Does it come in another color? I would like to know before I order.",
+                referral_source_type: None,
+            });
+            let body = serde_json::to_vec(&payload).expect("serializes");
+            let signature = hourglass_meta::sign(SECRET.as_bytes(), &body);
+            SignedBody {
+                body: Bytes::from(body),
+                signature,
+            }
+        })
+        .collect()
+}
+
+struct LoadResult {
+    seconds: f64,
+    ok: usize,
+    retried: usize,
+    latencies_us: Vec<u64>,
+}
+
+impl LoadResult {
+    fn per_second(&self) -> f64 {
+        self.ok as f64 / self.seconds
+    }
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+        sorted[index] as f64 / 1000.0
+    }
+}
+
+/// Posts every body once (retrying any that is not answered 200, as Meta does) with
+/// `concurrency` requests in flight.
+async fn post_all(port: u16, bodies: Arc<Vec<SignedBody>>, concurrency: usize) -> LoadResult {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = format!("http://127.0.0.1:{port}/webhook");
+    let started = Stopwatch::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next, bodies, url) =
+            (client.clone(), next.clone(), bodies.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut retried = 0;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = bodies.get(i) else { break };
+                loop {
+                    let t = Stopwatch::now();
+                    let result = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("x-hub-signature-256", &item.signature)
+                        .body(item.body.clone())
+                        .send()
+                        .await;
+                    match result {
+                        Ok(r) if r.status() == StatusCode::OK => {
+                            latencies.push(t.elapsed().as_micros() as u64);
+                            break;
+                        }
+                        _ => retried += 1,
+                    }
+                }
+            }
+            (latencies, retried)
+        }));
+    }
+    let mut result = LoadResult {
+        seconds: 0.0,
+        ok: 0,
+        retried: 0,
+        latencies_us: Vec::new(),
+    };
+    for task in tasks {
+        let (latencies, retried) = task.await.unwrap();
+        result.ok += latencies.len();
+        result.retried += retried;
+        result.latencies_us.extend(latencies);
+    }
+    result.seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+async fn get_all(
+    port: u16,
+    paths: Arc<Vec<String>>,
+    concurrency: usize,
+    key: Option<&str>,
+) -> LoadResult {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Stopwatch::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next, paths) = (client.clone(), next.clone(), paths.clone());
+        let key = key.map(str::to_owned);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failed = 0;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                let t = Stopwatch::now();
+                let mut request = client.get(format!("http://127.0.0.1:{port}{path}"));
+                if let Some(key) = &key {
+                    request = request.bearer_auth(key);
+                }
+                match request.send().await {
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        let _ = r.bytes().await;
+                        latencies.push(t.elapsed().as_micros() as u64);
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (latencies, failed)
+        }));
+    }
+    let mut result = LoadResult {
+        seconds: 0.0,
+        ok: 0,
+        retried: 0,
+        latencies_us: Vec::new(),
+    };
+    for task in tasks {
+        let (latencies, failed) = task.await.unwrap();
+        result.ok += latencies.len();
+        result.retried += failed;
+        result.latencies_us.extend(latencies);
+    }
+    result.seconds = started.elapsed().as_secs_f64();
+    result
+}
+
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    values[values.len() / 2]
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    format!(
+        "{} cores, {cpu}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    )
+}
+
+// ---- Benchmarks --------------------------------------------------------------------------
+
+async fn bench_ingest(
+    db: Db,
+    requests: usize,
+    concurrency: usize,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    println!("ingest bench: {requests} distinct signed webhooks per round, {concurrency} in flight, {db:?}, {rounds} rounds; {}", machine());
+    let (mut ceiling_rates, mut rates, mut p50s, mut p99s, mut ceiling_p99s) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for round in 0..rounds {
+        let bodies = Arc::new(inbound_webhooks(
+            requests,
+            10_000,
+            round * requests,
+            now_seconds(),
+        ));
+        let ceiling = start_ceiling().await?;
+        let c = post_all(ceiling.port, bodies.clone(), concurrency).await;
+        drop(ceiling);
+
+        let database = fresh_database(db, "ingest").await?;
+        let server = start_hourglass(&database.url).await?;
+        let h = post_all(server.port, bodies.clone(), concurrency).await;
+        let batches = group_commit_stats(server.port).await;
+        drop(server);
+        let store = hourglass_store::connect(&database.url).await?;
+        let counts = store.counts().await?;
+        drop(store);
+        database.drop_it().await;
+        if counts.messages as usize != requests || counts.deliveries as usize != requests {
+            bail!(
+                "stored {} messages and {} deliveries for {requests} acknowledged webhooks",
+                counts.messages,
+                counts.deliveries
+            );
+        }
+        println!(
+            "round {round}: ceiling {:>8.0}/s p50 {:.2} ms p99 {:.2} ms | hourglass {:>8.0}/s p50 {:.2} ms p99 {:.2} ms (retried {}, {batches}) | ratio {:.2}",
+            c.per_second(), c.percentile_ms(0.5), c.percentile_ms(0.99),
+            h.per_second(), h.percentile_ms(0.5), h.percentile_ms(0.99), h.retried,
+            h.per_second() / c.per_second()
+        );
+        ceiling_rates.push(c.per_second());
+        ceiling_p99s.push(c.percentile_ms(0.99));
+        rates.push(h.per_second());
+        p50s.push(h.percentile_ms(0.5));
+        p99s.push(h.percentile_ms(0.99));
+    }
+    let ratios: Vec<f64> = rates
+        .iter()
+        .zip(&ceiling_rates)
+        .map(|(h, c)| h / c)
+        .collect();
+    println!(
+        "median: ceiling {:.0}/s (p99 {:.2} ms); hourglass {:.0} durable events/s, p50 {:.2} ms, p99 {:.2} ms; ratio to ceiling {:.2}",
+        median(ceiling_rates), median(ceiling_p99s), median(rates), median(p50s), median(p99s), median(ratios)
+    );
+    Ok(())
+}
+
+/// How many deliveries the server's transactions carried on average (from `/metrics`).
+async fn group_commit_stats(port: u16) -> String {
+    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
+        return "no metrics".into();
+    };
+    let text = response.text().await.unwrap_or_default();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let batches = value("hourglass_ingest_batches_total");
+    let deliveries = value("hourglass_ingest_batch_deliveries_total");
+    format!(
+        "{batches} commits, {:.1} deliveries each",
+        deliveries / batches.max(1.0)
+    )
+}
+
+async fn bench_store(db: Db, requests: usize, batch: usize) -> anyhow::Result<()> {
+    let database = fresh_database(db, "store").await?;
+    let seconds = seed_deliveries(&database.url, requests, 10_000, now_seconds(), batch)
+        .await?
+        .as_secs_f64();
+    println!("store alone ({db:?}): {requests} deliveries in batches of {batch}: {:.0}/s, {:.2} ms per batch", requests as f64 / seconds, seconds * 1000.0 / (requests as f64 / batch as f64));
+    database.drop_it().await;
+    Ok(())
+}
+
+async fn seed_threads(database_url: &str, threads: usize, base_time: i64) -> anyhow::Result<()> {
+    seed_deliveries(database_url, threads, threads, base_time, 1000)
+        .await
+        .map(|_| ())
+}
+
+/// Stores signed inbound webhooks through the store's own ingest path, `batch` deliveries
+/// per transaction, converted as the server converts them.
+async fn seed_deliveries(
+    database_url: &str,
+    count: usize,
+    contacts: usize,
+    base_time: i64,
+    batch: usize,
+) -> anyhow::Result<Duration> {
+    let store = hourglass_store::connect(database_url).await?;
+    let mut in_store = Duration::ZERO;
+    let bodies = inbound_webhooks(count, contacts, 0, base_time);
+    for chunk in bodies.chunks(batch) {
+        let deliveries: Vec<hourglass_store::WebhookDelivery> = chunk
+            .iter()
+            .map(|b| {
+                let webhook = hourglass_meta::parse_webhook(&b.body).expect("parses");
+                let mut items = Vec::new();
+                for entry in &webhook.entries {
+                    for change in &entry.changes {
+                        if let hourglass_meta::webhook::ChangeValue::Messages(v) = &change.value {
+                            for m in v.messages.iter().filter_map(|m| m.parsed()) {
+                                items.push(hourglass_store::IngestItem::Inbound {
+                                    number: hourglass_store::NumberRef {
+                                        phone_number_id: NUMBER.into(),
+                                        waba_id: entry.id.clone(),
+                                        display_phone_number: v
+                                            .metadata
+                                            .display_phone_number
+                                            .clone(),
+                                    },
+                                    contact: hourglass_store::ContactKey {
+                                        wa_id: m.from.clone(),
+                                        user_id: m.from_user_id.clone(),
+                                    },
+                                    profile_name: None,
+                                    message_id: m.id.clone(),
+                                    timestamp: hourglass_core::Instant::from_unix_seconds(
+                                        m.timestamp,
+                                    ),
+                                    message_type: "text".into(),
+                                    entry_point: hourglass_core::EntryPoint::Organic,
+                                    is_reaction: false,
+                                    counts_for_window: true,
+                                    raw: m.raw.to_string(),
+                                });
+                            }
+                        }
+                    }
+                }
+                hourglass_store::WebhookDelivery {
+                    body_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b.body)),
+                    received_at: hourglass_core::Instant::from_unix_seconds(base_time),
+                    body: b.body.to_vec(),
+                    items,
+                }
+            })
+            .collect();
+        let t = Stopwatch::now();
+        store.ingest(&deliveries).await?;
+        in_store += t.elapsed();
+    }
+    Ok(in_store)
+}
+
+async fn bench_window(
+    db: Db,
+    threads: usize,
+    requests: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    println!(
+        "window bench: {threads} threads, {requests} queries, {concurrency} in flight, {db:?}; {}",
+        machine()
+    );
+    let base_time = now_seconds();
+    let database = fresh_database(db, "window").await?;
+    let seeding = Stopwatch::now();
+    seed_threads(&database.url, threads, base_time).await?;
+    println!(
+        "seeded {threads} threads in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
+
+    // Queries for random contacts (a fixed LCG, so runs are comparable), about now.
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    let paths: Vec<String> = (0..requests)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            format!(
+                "/v1/numbers/{NUMBER}/contacts/1555{:07}/window",
+                (x >> 33) as usize % threads
+            )
+        })
+        .collect();
+    let paths = Arc::new(paths);
+
+    let ceiling = start_ceiling().await?;
+    let trivial: Arc<Vec<String>> =
+        Arc::new((0..requests).map(|_| "/healthz".to_owned()).collect());
+    let c = get_all(ceiling.port, trivial, concurrency, None).await;
+    drop(ceiling);
+
+    let server = start_hourglass(&database.url).await?;
+    let warm = Arc::new(paths.iter().take(2_000).cloned().collect::<Vec<_>>());
+    let _ = get_all(server.port, warm, concurrency, Some(API_KEY)).await;
+    let h = get_all(server.port, paths, concurrency, Some(API_KEY)).await;
+    drop(server);
+    database.drop_it().await;
+    if h.retried > 0 {
+        bail!("{} window queries failed", h.retried);
+    }
+    println!(
+        "ceiling (trivial GET, same stack): {:.0}/s p99 {:.2} ms | window API: {:.0} queries/s p50 {:.2} ms p99 {:.2} ms | ratio {:.2}",
+        c.per_second(), c.percentile_ms(0.99), h.per_second(), h.percentile_ms(0.5), h.percentile_ms(0.99), h.per_second() / c.per_second()
+    );
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
+}
+
+async fn bench_memory(threads: usize, per_webhook: usize) -> anyhow::Result<()> {
+    println!(
+        "memory bench: {threads} threads ingested through /webhook, {per_webhook} per body; {}",
+        machine()
+    );
+    let database = fresh_database(Db::Sqlite, "memory").await?;
+    let server = start_hourglass(&database.url).await?;
+    let pid = server.child.id();
+    let before = rss_kib(pid)?;
+    let base_time = now_seconds();
+    let started = Stopwatch::now();
+    let mut sent = 0;
+    let mut peak = before;
+    while sent < threads {
+        // One body carries `per_webhook` messages from as many new contacts.
+        let count = per_webhook.min(threads - sent);
+        let bodies: Vec<SignedBody> = (0..64)
+            .filter_map(|k| {
+                let first = sent + k * count;
+                (first < threads)
+                    .then(|| multi_message_webhook(first, count.min(threads - first), base_time))
+            })
+            .collect();
+        sent += bodies.len() * count;
+        let result = post_all(server.port, Arc::new(bodies), 16).await;
+        if result.retried > 0 {
+            bail!("{} webhooks were refused", result.retried);
+        }
+        peak = peak.max(rss_kib(pid)?);
+    }
+    let after = rss_kib(pid)?;
+    let store = hourglass_store::connect(&database.url).await?;
+    let counts = store.counts().await?;
+    println!(
+        "ingested {} threads ({} messages) in {:.1} s; RSS before {} MiB, after {} MiB, peak {} MiB",
+        counts.threads, counts.messages, started.elapsed().as_secs_f64(), before / 1024, after / 1024, peak / 1024
+    );
+    Ok(())
+}
+
+fn multi_message_webhook(first: usize, count: usize, base_time: i64) -> SignedBody {
+    let mut payload: Value = build_inbound_webhook(&InboundTextParams {
+        waba_id: "102290129340398",
+        phone_number_id: NUMBER,
+        display_phone_number: "15550783881",
+        wa_id: "0",
+        user_id: None,
+        profile_name: "x",
+        message_id: "x",
+        timestamp: base_time,
+        body: "x",
+        referral_source_type: None,
+    });
+    let value = &mut payload["entry"][0]["changes"][0]["value"];
+    value["contacts"] = Value::Array(
+        (first..first + count)
+            .map(|i| serde_json::json!({"profile": {"name": "M"}, "wa_id": format!("1666{i:08}")}))
+            .collect(),
+    );
+    value["messages"] = Value::Array(
+        (first..first + count)
+            .map(|i| serde_json::json!({"from": format!("1666{i:08}"), "id": format!("wamid.mem.{i}"), "timestamp": base_time.to_string(), "type": "text", "text": {"body": "hello"}}))
+            .collect(),
+    );
+    let body = serde_json::to_vec(&payload).unwrap();
+    let signature = hourglass_meta::sign(SECRET.as_bytes(), &body);
+    SignedBody {
+        body: Bytes::from(body),
+        signature,
+    }
+}
