@@ -234,7 +234,11 @@ async fn get_v1(client: &reqwest::Client, server: &Server, path: &str) -> Value 
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    assert_eq!(status, reqwest::StatusCode::OK, "GET {path} answered {text}");
+    assert_eq!(
+        status,
+        reqwest::StatusCode::OK,
+        "GET {path} answered {text}"
+    );
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"))
 }
 
@@ -446,10 +450,7 @@ async fn acknowledged_webhooks_survive_sigkill_exactly_once() {
                 // Read after the answer arrived: `false` means the first process answered
                 // it, before the kill was even started.
                 if !killed.load(Ordering::SeqCst) {
-                    acked_before_kill
-                        .lock()
-                        .expect("ack record lock")
-                        .push(i);
+                    acked_before_kill.lock().expect("ack record lock").push(i);
                 }
                 acks.fetch_add(1, Ordering::SeqCst);
             }
@@ -502,7 +503,10 @@ async fn acknowledged_webhooks_survive_sigkill_exactly_once() {
         "one message per acknowledged webhook, no more, no less"
     );
     assert_eq!(counts.deliveries, CRASH_WEBHOOKS as i64, "raw deliveries");
-    assert_eq!(counts.threads, CRASH_CONTACTS as i64, "one thread per contact");
+    assert_eq!(
+        counts.threads, CRASH_CONTACTS as i64,
+        "one thread per contact"
+    );
     assert_eq!(counts.statuses, 0);
     drop(store);
 
@@ -695,17 +699,22 @@ async fn two_processes_on_one_postgres_database_lose_and_duplicate_nothing() {
     a.wait_healthy(&client, Duration::from_secs(30)).await;
     b.wait_healthy(&client, Duration::from_secs(30)).await;
 
+    let answered = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicUsize::new(0));
+    // Every answer that was not 200, by kind ("HTTP 503", "no answer: …"), for the report.
+    let refusals = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut tasks = Vec::new();
     for port in [a.port, b.port] {
         let next = Arc::new(AtomicUsize::new(0));
         for _ in 0..PG_CLIENTS_PER_PROCESS {
-            let (client, webhooks, next, retries, failures) = (
+            let (client, webhooks, next, answered, retries, refusals, failures) = (
                 client.clone(),
                 webhooks.clone(),
                 next.clone(),
+                answered.clone(),
                 retries.clone(),
+                refusals.clone(),
                 failures.clone(),
             );
             tasks.push(tokio::spawn(async move {
@@ -715,22 +724,29 @@ async fn two_processes_on_one_postgres_database_lose_and_duplicate_nothing() {
                         return;
                     }
                     let mut last = String::new();
-                    let mut answered = false;
                     for attempt in 0..PG_ATTEMPTS {
                         if attempt > 0 {
                             retries.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
-                        match post_webhook(&client, port, &webhooks[i]).await {
+                        last = match post_webhook(&client, port, &webhooks[i]).await {
                             Ok(status) if status == reqwest::StatusCode::OK => {
-                                answered = true;
+                                last.clear();
                                 break;
                             }
-                            Ok(status) => last = format!("HTTP {status}"),
-                            Err(e) => last = e.to_string(),
-                        }
+                            Ok(status) => format!("HTTP {status}"),
+                            Err(e) if e.is_timeout() => "no answer: timed out".to_owned(),
+                            Err(e) => format!("no answer: {e}"),
+                        };
+                        *refusals
+                            .lock()
+                            .expect("refusal tally lock")
+                            .entry(last.clone())
+                            .or_default() += 1;
                     }
-                    if !answered {
+                    if last.is_empty() {
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    } else {
                         failures.lock().expect("failure list lock").push(format!(
                             "webhook {i} on port {port}: {last} after {PG_ATTEMPTS} attempts"
                         ));
@@ -744,11 +760,24 @@ async fn two_processes_on_one_postgres_database_lose_and_duplicate_nothing() {
         match tokio::time::timeout(remaining, task).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => panic!("posting {total} webhooks to two processes took over {TIME_LIMIT:?}"),
+            Err(_) => {
+                let refusals = refusals.lock().expect("refusal tally lock").clone();
+                panic!(
+                    "posting {total} webhooks to each of two processes took over {TIME_LIMIT:?}: \
+                     {} of {} answered 200, {} retries, not-200 answers: {refusals:?}; \
+                     stderr of A:\n{}\nstderr of B:\n{}",
+                    answered.load(Ordering::SeqCst),
+                    2 * total,
+                    retries.load(Ordering::Relaxed),
+                    a.stderr(),
+                    b.stderr()
+                )
+            }
         }
     }
     let failures = std::mem::take(&mut *failures.lock().expect("lock"));
     let retries = retries.load(Ordering::Relaxed);
+    let refusals = std::mem::take(&mut *refusals.lock().expect("lock"));
     a.kill();
     b.kill();
     let (a_stderr, b_stderr) = (a.stderr(), b.stderr());
@@ -817,7 +846,8 @@ async fn two_processes_on_one_postgres_database_lose_and_duplicate_nothing() {
     let _ = db.close().await;
 
     eprintln!(
-        "postgres test: {total} webhooks to each of two processes, {retries} retries, {:?} in all",
+        "postgres test: {total} webhooks to each of two processes, {retries} retries \
+         (not-200 answers: {refusals:?}), {:?} in all",
         started.elapsed()
     );
     for (name, text) in [("A", a_stderr), ("B", b_stderr)] {

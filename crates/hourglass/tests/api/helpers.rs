@@ -7,7 +7,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use hourglass_meta::send::{build_inbound_webhook, build_status_webhook, InboundTextParams, StatusParams};
+use hourglass_meta::send::{
+    build_inbound_webhook, build_status_webhook, InboundTextParams, StatusParams,
+};
 use hourglass_server::config::Secret;
 use hourglass_server::{Application, Config};
 use hourglass_store::{Store, StoreCounts};
@@ -109,15 +111,21 @@ pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp
         Db::Sqlite => {
             let dir = std::env::temp_dir().join(format!("hourglass-test-{}", random_hex(8)));
             std::fs::create_dir_all(&dir).unwrap();
-            (format!("sqlite://{}", dir.join("hourglass.db").display()), None)
+            (
+                format!("sqlite://{}", dir.join("hourglass.db").display()),
+                None,
+            )
         }
         Db::Postgres => {
             let name = format!("hourglass_test_{}", random_hex(8));
             let admin = postgres_admin_url();
-            let mut conn = sqlx::PgConnection::connect(&admin)
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect(
+                "PostgreSQL must be running for the PostgreSQL tests (the test script starts it)",
+            );
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
                 .await
-                .expect("PostgreSQL must be running for the PostgreSQL tests (the test script starts it)");
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+                .unwrap();
             let base = admin.rsplit_once('/').unwrap().0;
             (format!("{base}/{name}"), Some(name))
         }
@@ -135,9 +143,13 @@ pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp
     config.meta.access_token = Some(Secret::new(ACCESS_TOKEN));
     config.meta.upstream = format!("http://127.0.0.1:{fake_port}");
     adjust(&mut config);
-    let app = Application::build(config).await.expect("the application builds");
+    let app = Application::build(config)
+        .await
+        .expect("the application builds");
     let base = format!("http://127.0.0.1:{}", app.port());
-    let store = hourglass_store::connect(&app.state().config().database_url).await.unwrap();
+    let store = hourglass_store::connect(&app.state().config().database_url)
+        .await
+        .unwrap();
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         base,
@@ -151,7 +163,11 @@ pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp
 }
 
 impl TestApp {
-    pub async fn post_webhook_bytes(&self, body: Vec<u8>, signature: Option<String>) -> reqwest::Response {
+    pub async fn post_webhook_bytes(
+        &self,
+        body: Vec<u8>,
+        signature: Option<String>,
+    ) -> reqwest::Response {
         let mut request = self
             .client
             .post(format!("{}/webhook", self.base))
@@ -171,7 +187,13 @@ impl TestApp {
     }
 
     /// A customer's text, `ago` seconds before `now`.
-    pub async fn customer_writes(&self, wa_id: &str, message_id: &str, timestamp: i64, from_ad: bool) {
+    pub async fn customer_writes(
+        &self,
+        wa_id: &str,
+        message_id: &str,
+        timestamp: i64,
+        from_ad: bool,
+    ) {
         let payload = build_inbound_webhook(&InboundTextParams {
             waba_id: WABA,
             phone_number_id: NUMBER,
@@ -217,12 +239,18 @@ impl TestApp {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn window(&self, contact: &str, at: Option<i64>) -> (u16, Value) {
         let at = at.map(|a| format!("?at={a}")).unwrap_or_default();
-        self.get(&format!("/v1/numbers/{NUMBER}/contacts/{contact}/window{at}")).await
+        self.get(&format!(
+            "/v1/numbers/{NUMBER}/contacts/{contact}/window{at}"
+        ))
+        .await
     }
 
     /// A Cloud API send, as a client written for Meta would make it.
@@ -248,13 +276,17 @@ impl TestApp {
     pub async fn cleanup(self) {
         if let Some(name) = self.postgres_database {
             drop(self.store);
-            let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await.unwrap();
+            let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+                .await
+                .unwrap();
             let _ = sqlx::query(&format!(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
             ))
             .execute(&mut conn)
             .await;
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn).await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                .execute(&mut conn)
+                .await;
         }
     }
 }

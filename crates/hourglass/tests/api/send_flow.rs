@@ -10,7 +10,8 @@ async fn free_form_is_forwarded_inside_the_window_and_refused_outside_it(db: Db)
     let now = now();
 
     // A signed inbound webhook opens the window.
-    app.customer_writes("16505551234", "wamid.in.1", now - 3600, false).await;
+    app.customer_writes("16505551234", "wamid.in.1", now - 3600, false)
+        .await;
     let (status, window) = app.window("16505551234", None).await;
     assert_eq!(status, 200, "{window}");
     assert_eq!(window["customer_service_window"]["open"], true);
@@ -23,15 +24,22 @@ async fn free_form_is_forwarded_inside_the_window_and_refused_outside_it(db: Db)
     let calls = app.meta.calls();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].path, format!("/v21.0/{NUMBER}/messages"));
-    assert_eq!(calls[0].authorization.as_deref(), Some(format!("Bearer {ACCESS_TOKEN}").as_str()));
+    assert_eq!(
+        calls[0].authorization.as_deref(),
+        Some(format!("Bearer {ACCESS_TOKEN}").as_str())
+    );
     assert_eq!(calls[0].body["text"]["body"], "Yes, in blue too");
 
     // Its statuses attach to it.
     app.status("16505551234", &message_id, "sent", now).await;
-    app.status("16505551234", &message_id, "delivered", now + 1).await;
-    app.status("16505551234", &message_id, "read", now + 2).await;
+    app.status("16505551234", &message_id, "delivered", now + 1)
+        .await;
+    app.status("16505551234", &message_id, "read", now + 2)
+        .await;
     let (status, messages) = app
-        .get(&format!("/v1/numbers/{NUMBER}/contacts/16505551234/messages"))
+        .get(&format!(
+            "/v1/numbers/{NUMBER}/contacts/16505551234/messages"
+        ))
         .await;
     assert_eq!(status, 200, "{messages}");
     let messages = messages["messages"].as_array().unwrap();
@@ -46,19 +54,39 @@ async fn free_form_is_forwarded_inside_the_window_and_refused_outside_it(db: Db)
     assert_eq!(messages[1]["charge"]["type"], "free_tier");
 
     // Another contact last wrote 25 hours ago: free-form is refused before Meta sees it.
-    app.customer_writes("16505559999", "wamid.in.2", now - 25 * 3600, false).await;
+    app.customer_writes("16505559999", "wamid.in.2", now - 25 * 3600, false)
+        .await;
     let (status, refusal) = app.send(&text("16505559999", "Are you still there?")).await;
     assert_eq!(status, 400, "{refusal}");
     assert_eq!(refusal["error"]["code"], 131047);
     assert_eq!(refusal["error"]["type"], "OAuthException");
-    assert_eq!(refusal["error"]["message"], "(#131047) Re-engagement message");
-    assert_eq!(refusal["error"]["error_data"]["messaging_product"], "whatsapp");
+    assert_eq!(
+        refusal["error"]["message"],
+        "(#131047) Re-engagement message"
+    );
+    assert_eq!(
+        refusal["error"]["error_data"]["messaging_product"],
+        "whatsapp"
+    );
     let details = refusal["error"]["error_data"]["details"].as_str().unwrap();
     assert!(details.contains("template"), "{details}");
-    assert!(details.contains("1 hours ago") || details.contains("60 minutes ago") || details.contains("minutes ago"), "{details}");
+    assert!(
+        details.contains("1 hours ago")
+            || details.contains("60 minutes ago")
+            || details.contains("minutes ago"),
+        "{details}"
+    );
     assert!(refusal["error"]["fbtrace_id"].is_string());
-    assert_eq!(app.meta.calls().len(), 1, "a refused message never reaches Meta");
-    assert_eq!(app.counts().await.refusals, 1, "a refused message is recorded");
+    assert_eq!(
+        app.meta.calls().len(),
+        1,
+        "a refused message never reaches Meta"
+    );
+    assert_eq!(
+        app.counts().await.refusals,
+        1,
+        "a refused message is recorded"
+    );
 
     // A template is still forwarded.
     let (status, answer) = app.send(&template("16505559999", "we_miss_you")).await;
@@ -69,7 +97,10 @@ async fn free_form_is_forwarded_inside_the_window_and_refused_outside_it(db: Db)
     // A contact who never wrote can only be sent a template.
     let (status, refusal) = app.send(&text("16505550000", "hi")).await;
     assert_eq!(status, 400);
-    assert!(refusal["error"]["error_data"]["details"].as_str().unwrap().contains("never written"));
+    assert!(refusal["error"]["error_data"]["details"]
+        .as_str()
+        .unwrap()
+        .contains("never written"));
     app.cleanup().await;
 }
 on_both_databases!(free_form_is_forwarded_inside_the_window_and_refused_outside_it);
@@ -79,18 +110,28 @@ async fn business_messages_sent_outside_hourglass_still_count(db: Db) {
     let now = now();
     // The contact came through an ad; the business replied from another tool, and only the
     // status webhooks tell Hourglass about it.
-    app.customer_writes("16505552222", "wamid.ad.1", now - 5 * 3600, true).await;
+    app.customer_writes("16505552222", "wamid.ad.1", now - 5 * 3600, true)
+        .await;
     let (_, window) = app.window("16505552222", None).await;
     assert_eq!(window["free_entry_point"]["state"], "eligible");
-    app.status("16505552222", "wamid.elsewhere.1", "sent", now - 4 * 3600).await;
+    app.status("16505552222", "wamid.elsewhere.1", "sent", now - 4 * 3600)
+        .await;
     let (_, window) = app.window("16505552222", None).await;
     assert_eq!(window["free_entry_point"]["state"], "pending");
-    app.status("16505552222", "wamid.elsewhere.1", "delivered", now - 4 * 3600 + 5).await;
+    app.status(
+        "16505552222",
+        "wamid.elsewhere.1",
+        "delivered",
+        now - 4 * 3600 + 5,
+    )
+    .await;
     let (_, window) = app.window("16505552222", None).await;
     assert_eq!(window["free_entry_point"]["state"], "open", "{window}");
     assert_eq!(window["charges"]["marketing"]["type"], "free_entry_point");
     let (_, messages) = app
-        .get(&format!("/v1/numbers/{NUMBER}/contacts/16505552222/messages"))
+        .get(&format!(
+            "/v1/numbers/{NUMBER}/contacts/16505552222/messages"
+        ))
         .await;
     assert_eq!(messages["messages"][1]["id"], "wamid.elsewhere.1");
     assert_eq!(messages["messages"][1]["sent_via_hourglass"], false);
@@ -101,13 +142,17 @@ on_both_databases!(business_messages_sent_outside_hourglass_still_count);
 async fn statuses_arriving_before_the_send_is_recorded_still_attach(db: Db) {
     let app = spawn_app(db).await;
     let now = now();
-    app.customer_writes("16505553333", "wamid.in.3", now - 60, false).await;
+    app.customer_writes("16505553333", "wamid.in.3", now - 60, false)
+        .await;
     // Meta's status races our record of the send: it must not be lost either way.
-    app.status("16505553333", "wamid.FAKE1", "delivered", now + 1).await;
+    app.status("16505553333", "wamid.FAKE1", "delivered", now + 1)
+        .await;
     let (status, _) = app.send(&text("16505553333", "hi")).await;
     assert_eq!(status, 200);
     let (_, messages) = app
-        .get(&format!("/v1/numbers/{NUMBER}/contacts/16505553333/messages"))
+        .get(&format!(
+            "/v1/numbers/{NUMBER}/contacts/16505553333/messages"
+        ))
         .await;
     let out = &messages["messages"][1];
     assert_eq!(out["id"], "wamid.FAKE1");

@@ -9,7 +9,8 @@ use crate::on_both_databases;
 async fn the_window_answer_follows_the_design_contract_to_the_second(db: Db) {
     let app = spawn_app(db).await;
     let wrote = 1_795_000_000; // 2026-11-18T11:06:40Z
-    app.customer_writes("16505551234", "wamid.w.1", wrote, false).await;
+    app.customer_writes("16505551234", "wamid.w.1", wrote, false)
+        .await;
 
     let (status, window) = app.window("16505551234", Some(wrote + 86_399)).await;
     assert_eq!(status, 200, "{window}");
@@ -18,11 +19,20 @@ async fn the_window_answer_follows_the_design_contract_to_the_second(db: Db) {
     assert_eq!(window["contact"]["user_id"], serde_json::Value::Null);
     assert_eq!(window["at"], "2026-11-19T11:06:39Z");
     assert_eq!(window["customer_service_window"]["open"], true);
-    assert_eq!(window["customer_service_window"]["opened_at"], "2026-11-18T11:06:40Z");
-    assert_eq!(window["customer_service_window"]["closes_at"], "2026-11-19T11:06:40Z");
+    assert_eq!(
+        window["customer_service_window"]["opened_at"],
+        "2026-11-18T11:06:40Z"
+    );
+    assert_eq!(
+        window["customer_service_window"]["closes_at"],
+        "2026-11-19T11:06:40Z"
+    );
     assert_eq!(window["customer_service_window"]["seconds_left"], 1);
     assert_eq!(window["free_entry_point"]["state"], "none");
-    assert_eq!(window["free_entry_point"]["opened_at"], serde_json::Value::Null);
+    assert_eq!(
+        window["free_entry_point"]["opened_at"],
+        serde_json::Value::Null
+    );
     assert_eq!(window["free_form_allowed"], true);
     assert_eq!(window["pricing_era"], "PMP_2026");
     assert_eq!(window["charges"]["service"]["type"], "free_tier");
@@ -30,26 +40,40 @@ async fn the_window_answer_follows_the_design_contract_to_the_second(db: Db) {
 
     let (_, closed) = app.window("16505551234", Some(wrote + 86_400)).await;
     assert_eq!(closed["customer_service_window"]["open"], false);
-    assert_eq!(closed["customer_service_window"]["seconds_left"], serde_json::Value::Null);
+    assert_eq!(
+        closed["customer_service_window"]["seconds_left"],
+        serde_json::Value::Null
+    );
     assert_eq!(closed["free_form_allowed"], false);
 
     // RFC 3339 works as well as Unix seconds; a past instant ignores later events.
     let (_, before) = app
-        .get(&format!("/v1/numbers/{NUMBER}/contacts/16505551234/window?at=2026-11-18T11:06:39Z"))
+        .get(&format!(
+            "/v1/numbers/{NUMBER}/contacts/16505551234/window?at=2026-11-18T11:06:39Z"
+        ))
         .await;
     assert_eq!(before["customer_service_window"]["open"], false);
-    assert_eq!(before["customer_service_window"]["opened_at"], serde_json::Value::Null);
+    assert_eq!(
+        before["customer_service_window"]["opened_at"],
+        serde_json::Value::Null
+    );
     let (status, error) = app
-        .get(&format!("/v1/numbers/{NUMBER}/contacts/16505551234/window?at=yesterday"))
+        .get(&format!(
+            "/v1/numbers/{NUMBER}/contacts/16505551234/window?at=yesterday"
+        ))
         .await;
     assert_eq!(status, 400);
     assert_eq!(error["error"]["code"], "invalid_at");
 
     // A later message moves the window; a question about the time between still sees
     // the first one.
-    app.customer_writes("16505551234", "wamid.w.2", wrote + 3 * 86_400, false).await;
+    app.customer_writes("16505551234", "wamid.w.2", wrote + 3 * 86_400, false)
+        .await;
     let (_, between) = app.window("16505551234", Some(wrote + 2 * 86_400)).await;
-    assert_eq!(between["customer_service_window"]["opened_at"], "2026-11-18T11:06:40Z");
+    assert_eq!(
+        between["customer_service_window"]["opened_at"],
+        "2026-11-18T11:06:40Z"
+    );
     assert_eq!(between["customer_service_window"]["open"], false);
     app.cleanup().await;
 }
@@ -58,18 +82,19 @@ on_both_databases!(the_window_answer_follows_the_design_contract_to_the_second);
 async fn contacts_are_found_by_wa_id_or_business_scoped_user_id(db: Db) {
     let app = spawn_app(db).await;
     let now = now();
-    let payload = hourglass_meta::send::build_inbound_webhook(&hourglass_meta::send::InboundTextParams {
-        waba_id: WABA,
-        phone_number_id: NUMBER,
-        display_phone_number: DISPLAY,
-        wa_id: "972987654321",
-        user_id: Some("US.13491208655302741918"),
-        profile_name: "Test Name",
-        message_id: "wamid.u.1",
-        timestamp: now - 60,
-        body: "hi",
-        referral_source_type: None,
-    });
+    let payload =
+        hourglass_meta::send::build_inbound_webhook(&hourglass_meta::send::InboundTextParams {
+            waba_id: WABA,
+            phone_number_id: NUMBER,
+            display_phone_number: DISPLAY,
+            wa_id: "972987654321",
+            user_id: Some("US.13491208655302741918"),
+            profile_name: "Test Name",
+            message_id: "wamid.u.1",
+            timestamp: now - 60,
+            body: "hi",
+            referral_source_type: None,
+        });
     assert_eq!(app.post_webhook(&payload).await.status(), 200);
     let (status, by_wa_id) = app.window("972987654321", None).await;
     assert_eq!(status, 200);
@@ -99,20 +124,31 @@ on_both_databases!(contacts_are_found_by_wa_id_or_business_scoped_user_id);
 
 async fn keys_are_required_and_scoped_to_their_numbers(db: Db) {
     let app = spawn_app(db).await;
-    app.customer_writes("16505551234", "wamid.k.1", now() - 60, false).await;
+    app.customer_writes("16505551234", "wamid.k.1", now() - 60, false)
+        .await;
     let path = format!("/v1/numbers/{NUMBER}/contacts/16505551234/window");
     let (status, error) = app.get_with_key(&path, None).await;
     assert_eq!(status, 401);
     assert_eq!(error["error"]["code"], "unauthorized");
     assert_eq!(app.get_with_key(&path, Some("wrong")).await.0, 401);
 
-    let scoped = hourglass_server::auth::create_key(app.store.as_ref(), "shop", Some(vec![NUMBER.into()]), hourglass_server::time::now())
-        .await
-        .unwrap();
+    let scoped = hourglass_server::auth::create_key(
+        app.store.as_ref(),
+        "shop",
+        Some(vec![NUMBER.into()]),
+        hourglass_server::time::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(app.get_with_key(&path, Some(&scoped)).await.0, 200);
-    let other = hourglass_server::auth::create_key(app.store.as_ref(), "other", Some(vec!["999".into()]), hourglass_server::time::now())
-        .await
-        .unwrap();
+    let other = hourglass_server::auth::create_key(
+        app.store.as_ref(),
+        "other",
+        Some(vec!["999".into()]),
+        hourglass_server::time::now(),
+    )
+    .await
+    .unwrap();
     let (status, error) = app.get_with_key(&path, Some(&other)).await;
     assert_eq!(status, 404, "a key for number B asking about number A");
     assert_eq!(error["error"]["code"], "unknown_number");
@@ -140,21 +176,35 @@ async fn the_fleet_view_lists_windows_closing_soon_soonest_first_in_pages(db: Db
     // Windows closing in 10, 20, 30, 40 minutes, one closing in 5 hours, one closed.
     for (i, closes_in) in [600, 1200, 1800, 2400, 5 * 3600, -60].iter().enumerate() {
         let wa_id = format!("1650555100{i}");
-        app.customer_writes(&wa_id, &format!("wamid.f.{i}"), at - 86_400 + closes_in, false).await;
+        app.customer_writes(
+            &wa_id,
+            &format!("wamid.f.{i}"),
+            at - 86_400 + closes_in,
+            false,
+        )
+        .await;
     }
     let (status, page) = app
-        .get(&format!("/v1/numbers/{NUMBER}/windows?closing_within=3600&at={at}&limit=3"))
+        .get(&format!(
+            "/v1/numbers/{NUMBER}/windows?closing_within=3600&at={at}&limit=3"
+        ))
         .await;
     assert_eq!(status, 200, "{page}");
     let windows = page["windows"].as_array().unwrap();
     let seconds: Vec<i64> = windows
         .iter()
-        .map(|w| w["customer_service_window"]["seconds_left"].as_i64().unwrap())
+        .map(|w| {
+            w["customer_service_window"]["seconds_left"]
+                .as_i64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(seconds, vec![600, 1200, 1800]);
     let next = page["next"].as_str().expect("a next cursor").to_owned();
     let (_, page) = app
-        .get(&format!("/v1/numbers/{NUMBER}/windows?closing_within=3600&at={at}&limit=3&cursor={next}"))
+        .get(&format!(
+            "/v1/numbers/{NUMBER}/windows?closing_within=3600&at={at}&limit=3&cursor={next}"
+        ))
         .await;
     let windows = page["windows"].as_array().unwrap();
     assert_eq!(windows.len(), 1);
@@ -174,7 +224,8 @@ async fn era_boundaries_follow_the_numbers_time_zone(db: Db) {
     let app = spawn_app(db).await;
     // The contact writes on 30 September 2026, 23:00 UTC; at 02:00 UTC on 1 October it is
     // still September in São Paulo (UTC-3), so PMP 2025 applies there, not PMP 2026.
-    app.customer_writes("16505551234", "wamid.tz.1", 1_790_809_200, false).await;
+    app.customer_writes("16505551234", "wamid.tz.1", 1_790_809_200, false)
+        .await;
     let at = 1_790_812_800 + 2 * 3600;
     let (_, utc) = app.window("16505551234", Some(at)).await;
     assert_eq!(utc["pricing_era"], "PMP_2026");
@@ -210,7 +261,10 @@ async fn meta_verifies_the_webhook_subscription_with_the_configured_token(db: Db
     let app = spawn_app(db).await;
     let ok = app
         .client
-        .get(format!("{}/webhook?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444", app.base))
+        .get(format!(
+            "{}/webhook?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444",
+            app.base
+        ))
         .send()
         .await
         .unwrap();
@@ -218,14 +272,20 @@ async fn meta_verifies_the_webhook_subscription_with_the_configured_token(db: Db
     assert_eq!(ok.text().await.unwrap(), "1158201444");
     let wrong = app
         .client
-        .get(format!("{}/webhook?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1", app.base))
+        .get(format!(
+            "{}/webhook?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1",
+            app.base
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(wrong.status(), 403);
     let (status, metrics) = app.get_with_key("/metrics", None).await;
     assert_eq!(status, 200);
-    assert!(metrics.as_str().unwrap().contains("hourglass_webhooks_total"));
+    assert!(metrics
+        .as_str()
+        .unwrap()
+        .contains("hourglass_webhooks_total"));
     app.cleanup().await;
 }
 on_both_databases!(meta_verifies_the_webhook_subscription_with_the_configured_token);
