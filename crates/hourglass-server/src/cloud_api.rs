@@ -87,6 +87,11 @@ pub async fn send_message(
     if !principal.may_use(&phone_number_id) {
         return Err(not_found_number(&phone_number_id));
     }
+    if is_read_receipt(&body) {
+        // Marking a message read (and the typing indicator that rides on it) is not a
+        // message: Meta takes it on this endpoint in any window, and so does Hourglass.
+        return forward_as_is(&state, &version, &phone_number_id, &body).await;
+    }
     let request = parse_send_request(&body).map_err(|e| {
         metrics.send(SendOutcome::Invalid);
         MetaApiError::new(e.meta_code(), INVALID_PARAMETER.1, e.to_string())
@@ -107,22 +112,27 @@ pub async fn send_message(
             .clone()
             .or(contact.user_id.clone())
             .unwrap_or_default();
-        let thread = match &contact.wa_id {
-            Some(wa_id) => state.store().find_thread(&phone_number_id, wa_id).await,
-            None => {
-                state
-                    .store()
-                    .find_thread(
-                        &phone_number_id,
-                        contact.user_id.as_deref().unwrap_or_default(),
-                    )
-                    .await
+        // The contact may be known by its phone number or by its business-scoped id.
+        let mut thread = None;
+        for key in [contact.wa_id.as_deref(), contact.user_id.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            thread = state
+                .store()
+                .find_thread(&phone_number_id, key)
+                .await
+                .map_err(storage_unavailable)?;
+            if thread.is_some() {
+                break;
             }
         }
-        .map_err(storage_unavailable)?;
         let closed_at = match &thread {
             None => Some(None),
             Some(thread) => {
+                // Meta's timestamp on the contact's latest message may be a moment ahead
+                // of our clock; a reply sent at once must not be judged before it.
+                let at = at.max(thread.last_customer_at.unwrap_or(at));
                 let window = window_state(&state, thread, at)
                     .await
                     .map_err(storage_unavailable)?;
@@ -187,6 +197,41 @@ pub async fn send_message(
         .into_response())
 }
 
+/// `{"messaging_product": "whatsapp", "status": "read", "message_id": "wamid…"}`
+/// (Meta: "Mark messages as read").
+fn is_read_receipt(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| {
+        v.get("status").and_then(|s| s.as_str()) == Some("read") && v.get("message_id").is_some()
+    })
+}
+
+async fn forward_as_is(
+    state: &AppState,
+    version: &str,
+    phone_number_id: &str,
+    body: &[u8],
+) -> Result<Response, MetaApiError> {
+    let answer = state
+        .upstream()
+        .forward(version, phone_number_id, body)
+        .await
+        .map_err(|error| {
+            state.metrics().send(SendOutcome::UpstreamError);
+            MetaApiError::new(
+                131000,
+                "Something went wrong",
+                format!("Hourglass could not reach Meta ({error}): retry it"),
+            )
+        })?;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.body,
+    )
+        .into_response())
+}
+
 fn contact_of(request: &SendRequest) -> Option<ContactKey> {
     match (request.recipient_wa_id(), &request.recipient) {
         (None, None) => None,
@@ -234,10 +279,14 @@ async fn record_accepted_send(
     let Some(message_id) = response.first_message_id() else {
         return;
     };
+    // Meta's `wa_id` is the contact's real id: the number as typed may differ (Brazil's
+    // extra 9, Mexico's 521), and the statuses will name Meta's.
     let contact = ContactKey {
-        wa_id: contact
-            .wa_id
-            .or_else(|| response.contacts.first().and_then(|c| c.wa_id.clone())),
+        wa_id: response
+            .contacts
+            .first()
+            .and_then(|c| c.wa_id.clone())
+            .or(contact.wa_id),
         user_id: contact.user_id,
     };
     let template = request.template.as_ref();

@@ -52,6 +52,9 @@ pub struct Config {
     pub reactions_open_window: bool,
     /// How many webhook deliveries one database transaction may carry (group commit).
     pub ingest_batch_max: usize,
+    /// How many transactions may store webhooks at once. SQLite always uses one; for
+    /// PostgreSQL fewer, larger batches usually beat more, smaller ones.
+    pub ingest_writers: usize,
     pub sandbox: SandboxConfig,
 }
 
@@ -88,6 +91,7 @@ impl Default for Config {
             max_webhook_bytes: 4 * 1024 * 1024,
             reactions_open_window: false,
             ingest_batch_max: 512,
+            ingest_writers: 2,
             sandbox: SandboxConfig::default(),
         }
     }
@@ -188,6 +192,12 @@ impl Config {
         if let Some(v) = env("HOURGLASS_MAX_WEBHOOK_BYTES") {
             config.max_webhook_bytes = v.parse().map_err(|_| ConfigError::Number {
                 setting: "HOURGLASS_MAX_WEBHOOK_BYTES",
+                value: v,
+            })?;
+        }
+        if let Some(v) = env("HOURGLASS_INGEST_WRITERS") {
+            config.ingest_writers = v.parse().map_err(|_| ConfigError::Number {
+                setting: "HOURGLASS_INGEST_WRITERS",
                 value: v,
             })?;
         }

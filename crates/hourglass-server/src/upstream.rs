@@ -49,6 +49,24 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// Forwards a request that is not a message (a read receipt) as it is.
+    pub async fn forward(
+        &self,
+        version: &str,
+        phone_number_id: &str,
+        body: &[u8],
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        match self {
+            Upstream::GraphApi(graph) => graph.send_message(version, phone_number_id, body).await,
+            Upstream::Sandbox(_) => Ok(UpstreamResponse {
+                status: 200,
+                body: br#"{"success":true}"#.to_vec(),
+            }),
+        }
+    }
+}
+
 pub struct GraphApi {
     client: reqwest::Client,
     base_url: String,

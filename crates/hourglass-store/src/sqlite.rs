@@ -106,15 +106,21 @@ async fn resolve_thread(
             Ok(id)
         }
         None => {
-            let (id,): (i64,) = sqlx::query_as(
-                "INSERT INTO threads (phone_number_id, wa_id, user_id) VALUES (?1, ?2, ?3) RETURNING id",
+            // The ingest writer has its own connection and may create the same thread
+            // between our read and this insert: then it does nothing, and we read again.
+            let inserted: Option<(i64,)> = sqlx::query_as(
+                "INSERT INTO threads (phone_number_id, wa_id, user_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING RETURNING id",
             )
             .bind(phone_number_id)
             .bind(&contact.wa_id)
             .bind(&contact.user_id)
-            .fetch_one(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?;
-            Ok(id)
+            match inserted {
+                Some((id,)) => Ok(id),
+                None => Box::pin(resolve_thread(conn, phone_number_id, contact)).await,
+            }
         }
     }
 }

@@ -162,3 +162,38 @@ async fn statuses_arriving_before_the_send_is_recorded_still_attach(db: Db) {
     app.cleanup().await;
 }
 on_both_databases!(statuses_arriving_before_the_send_is_recorded_still_attach);
+
+async fn marking_a_message_read_is_forwarded_whatever_the_window(db: Db) {
+    let app = spawn_app(db).await;
+    // The contact last wrote 30 hours ago: a message would be refused, a read receipt is not.
+    app.customer_writes("16505557777", "wamid.old", now() - 30 * 3600, false)
+        .await;
+    let (status, _) = app
+        .send(&serde_json::json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.old",
+                                  "typing_indicator": {"type": "text"}}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(app.meta.calls().len(), 1);
+    assert_eq!(app.meta.calls()[0].body["status"], "read");
+    assert_eq!(app.counts().await.refusals, 0);
+    app.cleanup().await;
+}
+on_both_databases!(marking_a_message_read_is_forwarded_whatever_the_window);
+
+async fn a_contact_known_only_by_user_id_can_be_answered_by_recipient(db: Db) {
+    let app = spawn_app(db).await;
+    let now = now();
+    let username_only = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": DISPLAY, "phone_number_id": NUMBER},
+        "contacts": [{"profile": {"name": "U"}, "user_id": "US.888"}],
+        "messages": [{"from_user_id": "US.888", "id": "wamid.u.888", "timestamp": (now - 30).to_string(), "type": "text", "text": {"body": "hey"}}]}}]}]});
+    assert_eq!(app.post_webhook(&username_only).await.status(), 200);
+    let (status, answer) = app
+        .send(&serde_json::json!({"messaging_product": "whatsapp", "recipient": "US.888", "type": "text", "text": {"body": "hello"}}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(app.meta.calls().len(), 1);
+    app.cleanup().await;
+}
+on_both_databases!(a_contact_known_only_by_user_id_can_be_answered_by_recipient);
