@@ -66,6 +66,18 @@ fn window_decisions(c: &mut Criterion) {
             ))
         })
     });
+    // The same-run peer: a lookup in a 1,000,000-entry std HashMap, the cost CEILINGS.md
+    // prices a window decision against.
+    let map: std::collections::HashMap<u64, u64> = (0..1_000_000u64).map(|k| (k, k)).collect();
+    let mut key = 0u64;
+    group.bench_function("peer_hashmap_lookup_1m", |b| {
+        b.iter(|| {
+            key = key
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            black_box(map.get(&((key >> 33) % 1_000_000)))
+        })
+    });
     group.finish();
 }
 

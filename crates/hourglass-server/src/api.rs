@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::auth::{authenticate, Principal};
 use crate::error::ApiError;
 use crate::time::{now, parse_instant};
-use crate::windows::{messages_json, window_json, window_state};
+use crate::windows::{contact_window_state, messages_json, window_json, window_state};
 
 async fn principal_for_number(
     state: &AppState,
@@ -43,6 +43,16 @@ fn at_param(query: &HashMap<String, String>) -> Result<Instant, ApiError> {
     }
 }
 
+fn unknown_contact(phone_number_id: &str, contact: &str) -> ApiError {
+    ApiError::not_found(
+        "unknown_contact",
+        format!(
+            "contact {contact} has no thread with business number {phone_number_id}: \
+             Hourglass learns contacts from Meta's webhooks and from sends (use a wa_id or a user_id)"
+        ),
+    )
+}
+
 async fn thread_of(
     state: &AppState,
     phone_number_id: &str,
@@ -52,15 +62,7 @@ async fn thread_of(
         .store()
         .find_thread(phone_number_id, contact)
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "unknown_contact",
-                format!(
-                    "contact {contact} has no thread with business number {phone_number_id}: \
-                     Hourglass learns contacts from Meta's webhooks and from sends (use a wa_id or a user_id)"
-                ),
-            )
-        })
+        .ok_or_else(|| unknown_contact(phone_number_id, contact))
 }
 
 /// `GET /v1/numbers/{phone_number_id}/contacts/{contact}/window?at=`
@@ -72,8 +74,9 @@ pub async fn contact_window(
 ) -> Result<Json<Value>, ApiError> {
     principal_for_number(&state, &headers, &phone_number_id).await?;
     let at = at_param(&query)?;
-    let thread = thread_of(&state, &phone_number_id, &contact).await?;
-    let window = window_state(&state, &thread, at).await?;
+    let (thread, window) = contact_window_state(&state, &phone_number_id, &contact, at)
+        .await?
+        .ok_or_else(|| unknown_contact(&phone_number_id, &contact))?;
     Ok(Json(window_json(&thread, &window)))
 }
 
@@ -218,6 +221,7 @@ pub async fn put_number(
         time_zone: settings.time_zone,
     };
     state.store().upsert_business_number(&number).await?;
+    state.calendars().forget_number(&phone_number_id);
     Ok(Json(number_json(&number)))
 }
 

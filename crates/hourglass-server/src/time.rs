@@ -72,13 +72,44 @@ fn midnight_in(zone: &TimeZone, date: CivilDate) -> Instant {
         .unwrap_or_else(|_| hourglass_core::pricing::utc_midnight(date))
 }
 
-/// Calendars by time zone name, built once each.
+/// How long a business number's time zone is remembered before it is read again (another
+/// process may have changed it).
+const ZONE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Calendars by time zone name, built once each, and which zone each number is in.
 #[derive(Default)]
 pub struct Calendars {
     by_zone: RwLock<HashMap<String, Arc<NumberCalendar>>>,
+    by_number: RwLock<HashMap<String, (std::time::Instant, Arc<NumberCalendar>)>>,
 }
 
 impl Calendars {
+    /// The calendar remembered for a number, if it is fresh.
+    pub fn of_number(&self, phone_number_id: &str) -> Option<Arc<NumberCalendar>> {
+        let numbers = self.by_number.read().expect("calendar cache poisoned");
+        numbers
+            .get(phone_number_id)
+            .filter(|(at, _)| at.elapsed() < ZONE_TTL)
+            .map(|(_, calendar)| calendar.clone())
+    }
+
+    pub fn remember_number(&self, phone_number_id: &str, calendar: Arc<NumberCalendar>) {
+        self.by_number
+            .write()
+            .expect("calendar cache poisoned")
+            .insert(
+                phone_number_id.to_owned(),
+                (std::time::Instant::now(), calendar),
+            );
+    }
+
+    pub fn forget_number(&self, phone_number_id: &str) {
+        self.by_number
+            .write()
+            .expect("calendar cache poisoned")
+            .remove(phone_number_id);
+    }
+
     pub fn get(&self, zone_name: &str) -> Result<Arc<NumberCalendar>, String> {
         if let Some(found) = self
             .by_zone

@@ -5,7 +5,9 @@ use hourglass_core::{
     charge_of_message, evaluate, Charge, Instant, MessageCategory, PricingContext, PricingModel,
     ServicePricing, ThreadEvent, ThreadHistory, WindowState, HISTORY_LOOKBACK_SECONDS,
 };
-use hourglass_store::{history_from_messages, MessageRow, Store, StoreError, ThreadRow};
+use hourglass_store::{
+    history_from_messages, MessageRow, ServiceCount, Store, StoreError, ThreadRow,
+};
 use serde_json::{json, Value};
 
 use crate::app::AppState;
@@ -16,46 +18,59 @@ pub async fn calendar_of(
     state: &AppState,
     phone_number_id: &str,
 ) -> Result<std::sync::Arc<NumberCalendar>, StoreError> {
+    if let Some(calendar) = state.calendars().of_number(phone_number_id) {
+        return Ok(calendar);
+    }
     let zone = state
         .store()
         .business_number(phone_number_id)
         .await?
         .map(|n| n.time_zone)
         .unwrap_or_else(|| "UTC".to_owned());
-    Ok(state.calendars().get(&zone).unwrap_or_else(|error| {
+    let calendar = state.calendars().get(&zone).unwrap_or_else(|error| {
         tracing::warn!(%error, phone_number_id, "falling back to UTC");
         state
             .calendars()
             .get("UTC")
             .expect("UTC is always a time zone")
-    }))
+    });
+    state
+        .calendars()
+        .remember_number(phone_number_id, calendar.clone());
+    Ok(calendar)
 }
 
-/// How many free-form messages the number had delivered this month before `at`, when the
-/// era in force at `at` has a monthly allowance (otherwise the count does not matter).
+/// Which deliveries to count for the monthly free allowance of the era in force at `at`:
+/// the number's free-form messages delivered this month before `at`, up to the allowance
+/// (nothing, when the era has none).
+fn service_count_query(calendar: &NumberCalendar, at: Instant) -> ServiceCount {
+    let allowance = match calendar.eras.era_at(at).model {
+        PricingModel::PerMessage(rules) => rules.service,
+        PricingModel::ConversationBased(rules) => rules.service,
+    };
+    match allowance {
+        ServicePricing::Free => ServiceCount::NONE,
+        ServicePricing::FreeMonthlyAllowance { free_per_month } => ServiceCount {
+            from: calendar.month_start(at),
+            before: at,
+            cap: free_per_month,
+        },
+    }
+}
+
 async fn service_count(
     store: &dyn Store,
     calendar: &NumberCalendar,
     phone_number_id: &str,
     at: Instant,
 ) -> Result<u32, StoreError> {
-    let allowance = match calendar.eras.era_at(at).model {
-        PricingModel::PerMessage(rules) => rules.service,
-        PricingModel::ConversationBased(rules) => rules.service,
-    };
-    match allowance {
-        ServicePricing::Free => Ok(0),
-        ServicePricing::FreeMonthlyAllowance { free_per_month } => {
-            store
-                .count_service_deliveries(
-                    phone_number_id,
-                    calendar.month_start(at),
-                    at,
-                    free_per_month,
-                )
-                .await
-        }
+    let query = service_count_query(calendar, at);
+    if query.cap == 0 {
+        return Ok(0);
     }
+    store
+        .count_service_deliveries(phone_number_id, query.from, query.before, query.cap)
+        .await
 }
 
 /// The thread's events that bear on `at`. For a question about now on a thread with no
@@ -90,6 +105,40 @@ async fn history_for(
         return Ok(history);
     }
     store.thread_history(thread.id, at).await
+}
+
+/// The window of a contact at `at`, with one database round trip in the common case:
+/// `None` if Hourglass has never seen the contact.
+pub async fn contact_window_state(
+    state: &AppState,
+    phone_number_id: &str,
+    contact: &str,
+    at: Instant,
+) -> Result<Option<(ThreadRow, WindowState)>, StoreError> {
+    state.metrics().window_query();
+    let calendar = calendar_of(state, phone_number_id).await?;
+    let Some((thread, count)) = state
+        .store()
+        .find_thread_and_count_services(
+            phone_number_id,
+            contact,
+            service_count_query(&calendar, at),
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let history = history_for(state.store(), &calendar, &thread, at).await?;
+    let window = evaluate(
+        &history,
+        at,
+        state.rule_settings(),
+        PricingContext {
+            eras: &calendar.eras,
+            service_messages_this_month: count,
+        },
+    );
+    Ok(Some((thread, window)))
 }
 
 pub async fn window_state(

@@ -56,7 +56,21 @@ pub trait Store: Send + Sync + 'static {
         &self,
         phone_number_id: &str,
         contact: &str,
-    ) -> Result<Option<ThreadRow>, StoreError>;
+    ) -> Result<Option<ThreadRow>, StoreError> {
+        Ok(self
+            .find_thread_and_count_services(phone_number_id, contact, ServiceCount::NONE)
+            .await?
+            .map(|(thread, _)| thread))
+    }
+
+    /// [`Store::find_thread`] and [`Store::count_service_deliveries`] in one round trip:
+    /// everything a window question about a contact needs from the database.
+    async fn find_thread_and_count_services(
+        &self,
+        phone_number_id: &str,
+        contact: &str,
+        count: ServiceCount,
+    ) -> Result<Option<(ThreadRow, u32)>, StoreError>;
 
     /// Creates the thread if it does not exist yet (for sends to a contact who has never
     /// written) and returns it.

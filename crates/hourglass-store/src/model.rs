@@ -114,6 +114,24 @@ pub struct ThreadRow {
     pub last_fep_signal_at: Option<Instant>,
 }
 
+/// Which free-form deliveries of the thread's number to count: those in `[from, before)`,
+/// up to `cap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceCount {
+    pub from: Instant,
+    pub before: Instant,
+    pub cap: u32,
+}
+
+impl ServiceCount {
+    /// Count nothing.
+    pub const NONE: ServiceCount = ServiceCount {
+        from: Instant::from_unix_seconds(0),
+        before: Instant::from_unix_seconds(0),
+        cap: 0,
+    };
+}
+
 /// Position in a list of threads ordered by latest customer message, then id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadCursor {

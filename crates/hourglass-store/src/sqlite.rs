@@ -194,13 +194,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn find_thread(
+    async fn find_thread_and_count_services(
         &self,
         phone_number_id: &str,
         contact: &str,
-    ) -> Result<Option<ThreadRow>, StoreError> {
+        count: ServiceCount,
+    ) -> Result<Option<(ThreadRow, u32)>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {THREAD_COLUMNS} FROM (
+            "SELECT {THREAD_COLUMNS},
+                    (SELECT COUNT(*) FROM (SELECT 1 FROM messages
+                       WHERE phone_number_id = ?1 AND direction = 'outbound' AND category = 'service'
+                         AND delivered_at >= ?3 AND delivered_at < ?4 LIMIT ?5) AS capped) AS service_count
+             FROM (
                SELECT 0 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = ?1 AND wa_id = ?2
                UNION ALL
                SELECT 1 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = ?1 AND user_id = ?2
@@ -208,9 +213,12 @@ impl Store for SqliteStore {
         ))
         .bind(phone_number_id)
         .bind(contact)
+        .bind(count.from.unix_seconds())
+        .bind(count.before.unix_seconds())
+        .bind(count.cap as i64)
         .fetch_optional(&self.readers)
         .await?;
-        Ok(row.as_ref().map(thread_row))
+        Ok(row.map(|row| (thread_row(&row), row.get::<i64, _>("service_count") as u32)))
     }
 
     async fn ensure_thread(
