@@ -4,10 +4,9 @@
 //! statement, not the work inside it, is what limits a durable writer.
 //!
 //! The planning (grouping, deduplicating, folding summaries) is plain Rust here; the SQL
-//! is expanded by [`define_batch_ingest!`] for a concrete connection type. It sticks to
-//! SQL that SQLite reads the same way (`ON CONFLICT`, `RETURNING`, `UPDATE … FROM`, `CASE`
-//! rather than `LEAST`), but SQLite ingests through its own writer thread instead
-//! (`sqlite_writer`), where per-row statements cost microseconds.
+//! is expanded by [`define_batch_ingest!`] for PostgreSQL's connection type. (SQLite
+//! ingests through its own writer thread, `sqlite_writer`, where per-row statements cost
+//! microseconds.)
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -228,31 +227,17 @@ macro_rules! define_batch_ingest {
         ) -> Result<Vec<ThreadKeys>, StoreError> {
             let mut threads = Vec::new();
             for chunk in keys.chunks(CHUNK) {
-                let wa_ids: Vec<&String> = chunk.iter().filter_map(|k| k.wa_id.as_ref()).collect();
-                let user_ids: Vec<&String> = chunk.iter().filter_map(|k| k.user_id.as_ref()).collect();
-                // One index search per key column: an `OR` across the two columns would
-                // make SQLite scan every thread of the number.
-                let mut select: QueryBuilder<$db> = QueryBuilder::new("");
-                let mut branches = 0;
-                for (column, values) in [("wa_id", &wa_ids), ("user_id", &user_ids)] {
-                    if values.is_empty() {
-                        continue;
-                    }
-                    if branches > 0 {
-                        select.push(" UNION ALL ");
-                    }
-                    branches += 1;
-                    select.push("SELECT id, wa_id, user_id FROM threads WHERE phone_number_id = ");
-                    select.push_bind(phone_number_id).push(format!(" AND {column} IN ("));
-                    let mut list = select.separated(", ");
-                    for value in values.iter() {
-                        list.push_bind(*value);
-                    }
-                    select.push(")");
-                }
-                if branches == 0 {
-                    continue;
-                }
+                let wa_ids: Vec<String> = chunk.iter().filter_map(|k| k.wa_id.clone()).collect();
+                let user_ids: Vec<String> = chunk.iter().filter_map(|k| k.user_id.clone()).collect();
+                // One index search per key column, each given the keys as one array: a
+                // statement whose text does not depend on the batch, so it is prepared
+                // once, and whose plan cannot degrade into a scan of the number's threads.
+                let mut select: QueryBuilder<$db> = QueryBuilder::new(
+                    "SELECT id, wa_id, user_id FROM threads WHERE phone_number_id = ",
+                );
+                select.push_bind(phone_number_id).push(" AND wa_id = ANY(").push_bind(wa_ids);
+                select.push(") UNION ALL SELECT id, wa_id, user_id FROM threads WHERE phone_number_id = ");
+                select.push_bind(phone_number_id).push(" AND user_id = ANY(").push_bind(user_ids).push(")");
                 for row in select.build().fetch_all(&mut *conn).await? {
                     threads.push(ThreadKeys { id: row.get(0), wa_id: row.get(1), user_id: row.get(2) });
                 }
@@ -323,12 +308,23 @@ macro_rules! define_batch_ingest {
                 upsert.push_values(&numbers, |mut row, n| {
                     row.push_bind(&n.phone_number_id).push_bind(&n.waba_id).push_bind(&n.display_phone_number);
                 });
-                upsert.push(
-                    " ON CONFLICT (phone_number_id) DO UPDATE SET
-                       waba_id = COALESCE(business_numbers.waba_id, excluded.waba_id),
-                       display_phone_number = COALESCE(business_numbers.display_phone_number, excluded.display_phone_number)",
-                );
+                // DO NOTHING takes no lock on a number that exists: an upsert would lock
+                // the number's row until commit and make every concurrent batch wait.
+                upsert.push(" ON CONFLICT (phone_number_id) DO NOTHING");
                 upsert.build().execute(&mut *conn).await?;
+                for n in &numbers {
+                    let (p1, p2, p3) = placeholders();
+                    sqlx::query(&format!(
+                        "UPDATE business_numbers SET waba_id = COALESCE(waba_id, {p2}),
+                           display_phone_number = COALESCE(display_phone_number, {p3})
+                         WHERE phone_number_id = {p1} AND (waba_id IS NULL OR display_phone_number IS NULL)"
+                    ))
+                    .bind(&n.phone_number_id)
+                    .bind(&n.waba_id)
+                    .bind(&n.display_phone_number)
+                    .execute(&mut *conn)
+                    .await?;
+                }
             }
 
             // 3. Threads, per number.

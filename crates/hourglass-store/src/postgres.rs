@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hourglass_core::{Instant, ThreadHistory, HISTORY_LOOKBACK_SECONDS};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use crate::model::*;
@@ -23,10 +25,15 @@ const CONFLICT_RETRIES: usize = 8;
 
 impl PostgresStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        // Custom plans: a plan cached while the tables were empty (a scan) would be kept
+        // after they grow; planning each statement afresh costs less than that risk.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(StoreError::Connect)?
+            .options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(StoreError::Connect)?;
         sqlx::migrate!("./migrations/postgres")
