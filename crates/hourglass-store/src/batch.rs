@@ -166,6 +166,26 @@ pub(crate) fn item_key(item: &IngestItem) -> (&str, &str) {
     }
 }
 
+/// Moves thread `p2` into thread `p1` (messages, refusals, the latest of each summary
+/// instant) and deletes it.
+pub(crate) fn merge_threads_sql(p1: &str, p2: &str) -> [String; 4] {
+    [
+        format!("UPDATE messages SET thread_id = {p1} WHERE thread_id = {p2}"),
+        format!("UPDATE refusals SET thread_id = {p1} WHERE thread_id = {p2}"),
+        format!(
+            "UPDATE threads SET
+               last_customer_at = GREATEST(threads.last_customer_at, gone.c),
+               last_reaction_at = GREATEST(threads.last_reaction_at, gone.r),
+               last_fep_signal_at = GREATEST(threads.last_fep_signal_at, gone.f),
+               profile_name = COALESCE(threads.profile_name, gone.p)
+             FROM (SELECT last_customer_at AS c, last_reaction_at AS r, last_fep_signal_at AS f, profile_name AS p
+                     FROM threads WHERE id = {p2}) AS gone
+             WHERE threads.id = {p1}"
+        ),
+        format!("DELETE FROM threads WHERE id = {p2}"),
+    ]
+}
+
 /// Expands the batch ingestion for one database: `$conn` is its connection type.
 macro_rules! define_batch_ingest {
     ($db:ty, $conn:ty) => {
@@ -202,10 +222,26 @@ macro_rules! define_batch_ingest {
                 threads = select_threads(conn, phone_number_id, keys).await?;
             }
             let mut resolved = HashMap::with_capacity(keys.len());
+            let mut merged: HashMap<i64, i64> = HashMap::new();
             for key in keys {
                 let thread = match_thread(&threads, key).ok_or_else(|| {
                     StoreError::Corrupt(format!("no thread for contact {key:?} after creating it"))
                 })?;
+                // Found by phone number, but the business-scoped id has a thread of its
+                // own (the contact wrote once with each): one contact, one thread.
+                if let (Some(_), None, Some(learned)) = (&thread.wa_id, &thread.user_id, &key.user_id) {
+                    let other = threads
+                        .iter()
+                        .find(|t| t.id != thread.id && t.user_id.as_ref() == Some(learned) && !merged.contains_key(&t.id))
+                        .map(|t| t.id);
+                    if let Some(gone) = other {
+                        let (p1, p2, _) = placeholders();
+                        for sql in merge_threads_sql(p1, p2) {
+                            sqlx::query(&sql).bind(thread.id).bind(gone).execute(&mut *conn).await?;
+                        }
+                        merged.insert(gone, thread.id);
+                    }
+                }
                 // Learn the key the thread lacked, unless another thread already owns it.
                 if thread.wa_id.is_none() && key.wa_id.is_some() {
                     sqlx::query(&fill_key_sql("wa_id")).bind(thread.id).bind(&key.wa_id).bind(phone_number_id)
@@ -216,6 +252,11 @@ macro_rules! define_batch_ingest {
                         .execute(&mut *conn).await?;
                 }
                 resolved.insert(key.clone(), thread.id);
+            }
+            for id in resolved.values_mut() {
+                if let Some(kept) = merged.get(id) {
+                    *id = *kept;
+                }
             }
             Ok(resolved)
         }

@@ -25,11 +25,7 @@ const CONFLICT_RETRIES: usize = 8;
 
 impl PostgresStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        // Custom plans: a plan cached while the tables were empty (a scan) would be kept
-        // after they grow; planning each statement afresh costs less than that risk.
-        let options = PgConnectOptions::from_str(url)
-            .map_err(StoreError::Connect)?
-            .options([("plan_cache_mode", "force_custom_plan")]);
+        let options = PgConnectOptions::from_str(url).map_err(StoreError::Connect)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
@@ -48,6 +44,11 @@ impl PostgresStore {
         deliveries: &[WebhookDelivery],
     ) -> Result<IngestReport, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Custom plans for the batch statements: a generic plan cached while the tables
+        // were small (a scan) would be kept after they grow. Reads keep cached plans.
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+            .execute(&mut *tx)
+            .await?;
         let report = batch_ingest::ingest_batch(&mut tx, deliveries).await?;
         tx.commit().await?;
         Ok(report)

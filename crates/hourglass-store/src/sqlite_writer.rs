@@ -73,12 +73,13 @@ fn embedded(error: rusqlite::Error) -> StoreError {
 }
 
 /// The thread of a contact, found by `wa_id` first, then `user_id`; created if absent;
-/// taught the key it lacked.
+/// taught the key it lacked. Returns the thread and, when the contact's two keys had two
+/// threads that are now merged into it, the id of the one that is gone.
 fn resolve_thread(
     conn: &Connection,
     phone_number_id: &str,
     contact: &ContactKey,
-) -> rusqlite::Result<i64> {
+) -> rusqlite::Result<(i64, Option<i64>)> {
     let found = conn
         .prepare_cached(
             "SELECT id, wa_id, user_id FROM (
@@ -92,10 +93,29 @@ fn resolve_thread(
         })
         .optional()?;
     let Some((id, wa_id, user_id)) = found else {
-        return conn
+        let id = conn
             .prepare_cached("INSERT INTO threads (phone_number_id, wa_id, user_id) VALUES (?1, ?2, ?3) RETURNING id")?
-            .query_row(params![phone_number_id, contact.wa_id, contact.user_id], |r| r.get(0));
+            .query_row(params![phone_number_id, contact.wa_id, contact.user_id], |r| r.get(0))?;
+        return Ok((id, None));
     };
+    // Found by phone number, but the business-scoped id already has a thread of its own
+    // (the contact wrote once with each): they are one contact, so one thread.
+    let mut merged = None;
+    if let (Some(_), None, Some(learned)) = (&wa_id, &user_id, &contact.user_id) {
+        merged = conn
+            .prepare_cached(
+                "SELECT id FROM threads WHERE phone_number_id = ?1 AND user_id = ?2 AND id <> ?3",
+            )?
+            .query_row(params![phone_number_id, learned, id], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?;
+        if let Some(gone) = merged {
+            for sql in MERGE_THREADS_SQLITE {
+                conn.prepare_cached(sql)?.execute(params![id, gone])?;
+            }
+        }
+    }
     for (column, have, learned) in [
         ("wa_id", &wa_id, &contact.wa_id),
         ("user_id", &user_id, &contact.user_id),
@@ -108,8 +128,24 @@ fn resolve_thread(
             .execute(params![id, learned, phone_number_id])?;
         }
     }
-    Ok(id)
+    Ok((id, merged))
 }
+
+/// Moves thread `?2` into thread `?1`: its messages and refusals, its summary (latest of
+/// each), then deletes it.
+const MERGE_THREADS_SQLITE: [&str; 4] = [
+    "UPDATE messages SET thread_id = ?1 WHERE thread_id = ?2",
+    "UPDATE refusals SET thread_id = ?1 WHERE thread_id = ?2",
+    "UPDATE threads SET
+       last_customer_at = MAX(COALESCE(threads.last_customer_at, gone.c), COALESCE(gone.c, threads.last_customer_at)),
+       last_reaction_at = MAX(COALESCE(threads.last_reaction_at, gone.r), COALESCE(gone.r, threads.last_reaction_at)),
+       last_fep_signal_at = MAX(COALESCE(threads.last_fep_signal_at, gone.f), COALESCE(gone.f, threads.last_fep_signal_at)),
+       profile_name = COALESCE(threads.profile_name, gone.p)
+     FROM (SELECT last_customer_at AS c, last_reaction_at AS r, last_fep_signal_at AS f, profile_name AS p
+             FROM threads WHERE id = ?2) AS gone
+     WHERE threads.id = ?1",
+    "DELETE FROM threads WHERE id = ?2",
+];
 
 fn ingest_batch(
     conn: &mut Connection,
@@ -166,7 +202,12 @@ fn ingest_batch(
             let thread_id = match threads.get(&(number.phone_number_id.as_str(), contact)) {
                 Some(id) => *id,
                 None => {
-                    let id = resolve_thread(&tx, &number.phone_number_id, contact)?;
+                    let (id, merged) = resolve_thread(&tx, &number.phone_number_id, contact)?;
+                    if let Some(gone) = merged {
+                        for thread in threads.values_mut().filter(|t| **t == gone) {
+                            *thread = id;
+                        }
+                    }
                     threads.insert((&number.phone_number_id, contact), id);
                     id
                 }

@@ -289,3 +289,72 @@ async fn meta_verifies_the_webhook_subscription_with_the_configured_token(db: Db
     app.cleanup().await;
 }
 on_both_databases!(meta_verifies_the_webhook_subscription_with_the_configured_token);
+
+async fn a_contact_seen_by_phone_number_and_by_user_id_separately_becomes_one_thread(db: Db) {
+    let app = spawn_app(db).await;
+    let now = now();
+    let message = |id: &str, wa_id: Option<&str>, user_id: Option<&str>, at: i64| {
+        let mut contact = json!({"profile": {"name": "Split"}});
+        let mut item =
+            json!({"id": id, "timestamp": at.to_string(), "type": "text", "text": {"body": "hi"}});
+        if let Some(w) = wa_id {
+            contact["wa_id"] = json!(w);
+            item["from"] = json!(w);
+        }
+        if let Some(u) = user_id {
+            contact["user_id"] = json!(u);
+            item["from_user_id"] = json!(u);
+        }
+        json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": DISPLAY, "phone_number_id": NUMBER},
+            "contacts": [contact], "messages": [item]}}]}]})
+    };
+    assert_eq!(
+        app.post_webhook(&message("wamid.m.1", Some("15550009999"), None, now - 300))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post_webhook(&message("wamid.m.2", None, Some("US.999"), now - 200))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.counts().await.threads,
+        2,
+        "two keys, not yet known to be one contact"
+    );
+    assert_eq!(
+        app.post_webhook(&message(
+            "wamid.m.3",
+            Some("15550009999"),
+            Some("US.999"),
+            now - 100
+        ))
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        app.counts().await.threads,
+        1,
+        "the message with both keys joins them"
+    );
+    let (_, by_phone) = app.window("15550009999", None).await;
+    let (_, by_user) = app.window("US.999", None).await;
+    assert_eq!(by_phone["contact"], by_user["contact"]);
+    assert_eq!(by_user["contact"]["wa_id"], "15550009999");
+    let (_, messages) = app
+        .get(&format!("/v1/numbers/{NUMBER}/contacts/US.999/messages"))
+        .await;
+    assert_eq!(
+        messages["messages"].as_array().unwrap().len(),
+        3,
+        "{messages}"
+    );
+    app.cleanup().await;
+}
+on_both_databases!(a_contact_seen_by_phone_number_and_by_user_id_separately_becomes_one_thread);
