@@ -738,8 +738,10 @@ struct RawStatus {
     timestamp: i64,
     recipient_id: Option<String>,
     recipient_user_id: Option<String>,
-    conversation: Option<RawConversation>,
-    pricing: Option<RawPricing>,
+    /// Read on its own, leniently: a malformed `conversation` or `pricing` must not cost
+    /// the status itself (a lost `delivered` changes windows and charges).
+    conversation: Option<Value>,
+    pricing: Option<Value>,
     #[serde(default)]
     errors: Vec<Value>,
     biz_opaque_callback_data: Option<String>,
@@ -784,17 +786,23 @@ fn parse_status(raw: Value) -> Item<Status> {
         timestamp: status.timestamp,
         recipient_id: status.recipient_id,
         recipient_user_id: status.recipient_user_id,
-        conversation: status.conversation.map(|conversation| Conversation {
-            id: conversation.id,
-            expiration_timestamp: conversation.expiration_timestamp,
-            origin_type: conversation.origin.and_then(|origin| origin.kind),
-        }),
-        pricing: status.pricing.map(|pricing| Pricing {
-            billable: pricing.billable,
-            pricing_model: pricing.pricing_model,
-            kind: pricing.kind,
-            category: pricing.category,
-        }),
+        conversation: status
+            .conversation
+            .and_then(|c| RawConversation::deserialize(&c).ok())
+            .map(|conversation| Conversation {
+                id: conversation.id,
+                expiration_timestamp: conversation.expiration_timestamp,
+                origin_type: conversation.origin.and_then(|origin| origin.kind),
+            }),
+        pricing: status
+            .pricing
+            .and_then(|p| RawPricing::deserialize(&p).ok())
+            .map(|pricing| Pricing {
+                billable: pricing.billable,
+                pricing_model: pricing.pricing_model,
+                kind: pricing.kind,
+                category: pricing.category,
+            }),
         errors: parse_errors(&status.errors),
         biz_opaque_callback_data: status.biz_opaque_callback_data,
         raw,
@@ -1001,19 +1009,22 @@ mod tests {
     }
 
     #[test]
-    fn a_status_with_a_non_numeric_expiration_is_unparsed() {
+    fn a_malformed_conversation_or_pricing_does_not_cost_the_status() {
         let body = messages_change(json!({
             "metadata": metadata(),
-            "statuses": [{"id": "wamid.s", "status": "sent", "timestamp": "8",
-                          "conversation": {"id": "c", "expiration_timestamp": "tomorrow"}}]
+            "statuses": [{"id": "wamid.s", "status": "delivered", "timestamp": "8",
+                          "conversation": {"id": "c", "expiration_timestamp": "tomorrow"},
+                          "pricing": {"billable": "yes"}}]
         }));
         let ChangeValue::Messages(value) = only_value(&body) else {
             panic!("expected Messages");
         };
-        let Item::Unparsed { reason, .. } = &value.statuses[0] else {
-            panic!("expected Unparsed");
-        };
-        assert!(reason.contains("tomorrow"), "{reason}");
+        let status = value.statuses[0]
+            .parsed()
+            .expect("the status itself is kept");
+        assert_eq!(status.status, StatusKind::Delivered);
+        assert_eq!(status.conversation, None);
+        assert_eq!(status.pricing, None);
     }
 
     #[test]
