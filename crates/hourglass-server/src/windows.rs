@@ -3,7 +3,7 @@
 
 use hourglass_core::{
     charge_of_message, evaluate, Charge, Instant, MessageCategory, PricingContext, PricingModel,
-    ServicePricing, ThreadEvent, ThreadHistory, WindowState, HISTORY_LOOKBACK_SECONDS,
+    ServicePricing, ThreadEvent, ThreadHistory, WindowState,
 };
 use hourglass_store::{
     history_from_messages, MessageRow, ServiceCount, Store, StoreError, ThreadRow,
@@ -83,9 +83,9 @@ async fn history_for(
     at: Instant,
 ) -> Result<ThreadHistory, StoreError> {
     let latest_known = thread.last_customer_at.max(thread.last_reaction_at);
-    let no_fep_signal = thread
-        .last_fep_signal_at
-        .is_none_or(|s| s < at.plus_seconds(-HISTORY_LOOKBACK_SECONDS));
+    // Any ad or free-entry-point status, however old, takes the full path: an FEP that
+    // ended long ago still reads `closed`.
+    let no_fep_signal = thread.last_fep_signal_at.is_none();
     let per_message = matches!(calendar.eras.era_at(at).model, PricingModel::PerMessage(_));
     if no_fep_signal && per_message && latest_known.is_none_or(|l| l <= at) {
         let mut history = ThreadHistory::new();

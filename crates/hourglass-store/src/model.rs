@@ -370,3 +370,20 @@ pub fn history_from_messages(messages: &[MessageRow]) -> ThreadHistory {
     }
     history_from_rows(customers, business)
 }
+
+/// The send instants of the replies that can open the free entry point of the latest ad
+/// message among `customers` (an empty range when there is none): `[R, min(R + 24 h, at)]`.
+pub(crate) fn latest_ad_replies(customers: &[CustomerEventRow], at: Instant) -> (i64, i64) {
+    customers
+        .iter()
+        .filter(|c| c.entry_point.as_deref() == Some("ad"))
+        .map(|c| c.timestamp)
+        .max()
+        .map(|r| {
+            (
+                r,
+                (r + hourglass_core::FEP_ELIGIBILITY_SECONDS).min(at.unix_seconds()),
+            )
+        })
+        .unwrap_or((1, 0))
+}

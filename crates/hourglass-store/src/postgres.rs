@@ -297,7 +297,11 @@ impl Store for PostgresStore {
              UNION
              SELECT * FROM (SELECT wamid, timestamp, entry_point, is_reaction FROM messages
                WHERE thread_id = $1 AND direction = 'inbound' AND counts_for_window
-                 AND is_reaction AND timestamp <= $3 ORDER BY timestamp DESC LIMIT 1) AS latest_reaction",
+                 AND is_reaction AND timestamp <= $3 ORDER BY timestamp DESC LIMIT 1) AS latest_reaction
+             UNION
+             SELECT * FROM (SELECT wamid, timestamp, entry_point, is_reaction FROM messages
+               WHERE thread_id = $1 AND direction = 'inbound' AND counts_for_window
+                 AND entry_point = 'ad' AND timestamp <= $3 ORDER BY timestamp DESC LIMIT 1) AS latest_ad",
         )
         .bind(thread_id)
         .bind(from)
@@ -311,16 +315,22 @@ impl Store for PostgresStore {
             entry_point: r.get(2),
             is_reaction: r.get(3),
         })
-        .collect();
+        .collect::<Vec<_>>();
+        // The latest ad message, however old, and the replies that may have opened its
+        // free entry point, so an FEP that ended long ago still reads `closed`.
+        let (ad_from, ad_to) = latest_ad_replies(&customers, at);
         let business = sqlx::query(
             "SELECT m.wamid, m.timestamp, m.sent_via_hourglass, m.category,
                     s.status, s.timestamp, s.category, s.fep_expires_at
                FROM messages m LEFT JOIN statuses s ON s.wamid = m.wamid AND s.timestamp <= $3
-              WHERE m.thread_id = $1 AND m.direction = 'outbound' AND m.timestamp BETWEEN $2 AND $3",
+              WHERE m.thread_id = $1 AND m.direction = 'outbound'
+                AND (m.timestamp BETWEEN $2 AND $3 OR m.timestamp BETWEEN $4 AND $5)",
         )
         .bind(thread_id)
         .bind(from)
         .bind(at_s)
+        .bind(ad_from)
+        .bind(ad_to)
         .fetch_all(&mut *conn)
         .await?
         .into_iter()

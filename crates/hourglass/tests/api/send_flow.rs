@@ -197,3 +197,25 @@ async fn a_contact_known_only_by_user_id_can_be_answered_by_recipient(db: Db) {
     app.cleanup().await;
 }
 on_both_databases!(a_contact_known_only_by_user_id_can_be_answered_by_recipient);
+
+async fn a_free_entry_point_that_ended_weeks_ago_still_reads_closed(db: Db) {
+    let app = spawn_app(db).await;
+    let ad = now() - 20 * 86_400;
+    app.customer_writes("16505556666", "wamid.ad.old", ad, true)
+        .await;
+    app.status("16505556666", "wamid.reply.old", "sent", ad + 600)
+        .await;
+    app.status("16505556666", "wamid.reply.old", "delivered", ad + 605)
+        .await;
+    let (_, window) = app.window("16505556666", None).await;
+    assert_eq!(window["free_entry_point"]["state"], "closed", "{window}");
+    let opened = hourglass_server::time::format_instant(
+        hourglass_core::Instant::from_unix_seconds(ad + 605),
+    );
+    assert_eq!(window["free_entry_point"]["opened_at"], opened.as_str());
+    // ...and while it was open, it read open.
+    let (_, then) = app.window("16505556666", Some(ad + 86_400)).await;
+    assert_eq!(then["free_entry_point"]["state"], "open");
+    app.cleanup().await;
+}
+on_both_databases!(a_free_entry_point_that_ended_weeks_ago_still_reads_closed);
