@@ -12,6 +12,7 @@ mod model;
 mod postgres;
 mod sqlite;
 mod sqlite_writer;
+mod window_cache;
 
 use async_trait::async_trait;
 use hourglass_core::{Instant, ThreadHistory};

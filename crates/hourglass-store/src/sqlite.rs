@@ -14,11 +14,16 @@ use sqlx::Row;
 
 use crate::model::*;
 use crate::sqlite_writer::SqliteIngestWriter;
+use crate::window_cache::WindowCache;
 use crate::{Store, StoreError};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 pub struct SqliteStore {
     /// Webhook batches: a thread of its own (see `sqlite_writer`).
     ingest_writer: SqliteIngestWriter,
+    /// What window questions read, kept in process (see `window_cache`).
+    cache: Arc<WindowCache>,
     /// Exactly one connection: SQLite has one writer at a time, and queueing here is
     /// cheaper than `SQLITE_BUSY` retries.
     writer: SqlitePool,
@@ -51,9 +56,11 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(StoreError::Connect)?;
-        let ingest_writer = SqliteIngestWriter::start(path)?;
+        let cache = Arc::new(WindowCache::default());
+        let ingest_writer = SqliteIngestWriter::start(path, cache.clone())?;
         Ok(SqliteStore {
             ingest_writer,
+            cache,
             writer,
             readers,
         })
@@ -174,6 +181,9 @@ impl Store for SqliteStore {
         .bind(&message.body)
         .execute(&mut *conn)
         .await?;
+        self.cache.forget_threads(&HashSet::from([thread_id]));
+        self.cache
+            .forget_services(&HashSet::from([message.phone_number_id.clone()]));
         Ok(())
     }
 
@@ -200,6 +210,17 @@ impl Store for SqliteStore {
         contact: &str,
         count: ServiceCount,
     ) -> Result<Option<(ThreadRow, u32)>, StoreError> {
+        let read_at = self.cache.generation();
+        let cached_count = if count.cap == 0 {
+            Some(0)
+        } else {
+            self.cache.service_count(phone_number_id, count)
+        };
+        if let (Some(thread), Some(services)) =
+            (self.cache.thread(phone_number_id, contact), cached_count)
+        {
+            return Ok(Some((thread, services)));
+        }
         let row = sqlx::query(&format!(
             "SELECT {THREAD_COLUMNS},
                     (SELECT COUNT(*) FROM (SELECT 1 FROM messages
@@ -218,7 +239,25 @@ impl Store for SqliteStore {
         .bind(count.cap as i64)
         .fetch_optional(&self.readers)
         .await?;
-        Ok(row.map(|row| (thread_row(&row), row.get::<i64, _>("service_count") as u32)))
+        let Some(row) = row else { return Ok(None) };
+        let thread = thread_row(&row);
+        self.cache
+            .remember_thread(phone_number_id, contact, &thread, read_at);
+        if cached_count.is_none() {
+            let instants: Vec<i64> = sqlx::query_scalar(
+                "SELECT delivered_at FROM messages
+                  WHERE phone_number_id = ?1 AND direction = 'outbound' AND category = 'service'
+                    AND delivered_at >= ?2 ORDER BY delivered_at LIMIT ?3",
+            )
+            .bind(phone_number_id)
+            .bind(count.from.unix_seconds())
+            .bind(count.cap as i64)
+            .fetch_all(&self.readers)
+            .await?;
+            self.cache
+                .remember_services(phone_number_id, count, instants, read_at);
+        }
+        Ok(Some((thread, row.get::<i64, _>("service_count") as u32)))
     }
 
     async fn ensure_thread(
@@ -228,6 +267,7 @@ impl Store for SqliteStore {
     ) -> Result<ThreadRow, StoreError> {
         let mut conn = self.writer.acquire().await?;
         let id = resolve_thread(&mut conn, phone_number_id, contact).await?;
+        self.cache.forget_threads(&HashSet::from([id]));
         let row = sqlx::query(&format!(
             "SELECT {THREAD_COLUMNS} FROM threads WHERE id = ?1"
         ))

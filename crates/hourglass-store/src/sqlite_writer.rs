@@ -8,7 +8,8 @@
 //! one out, however many items it holds. Everything else in [`crate::SqliteStore`] still
 //! goes through sqlx.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hourglass_core::{EntryPoint, StatusKind};
@@ -16,7 +17,17 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::*;
+use crate::window_cache::WindowCache;
 use crate::StoreError;
+
+/// What a batch changed, for the window cache.
+#[derive(Default)]
+struct Touched {
+    threads: HashSet<i64>,
+    /// Numbers whose business messages got new statuses (their free-form delivery count
+    /// may have moved).
+    numbers: HashSet<String>,
+}
 
 type Job = (
     Vec<WebhookDelivery>,
@@ -31,7 +42,7 @@ pub struct SqliteIngestWriter {
 
 impl SqliteIngestWriter {
     /// Opens the writer's own connection to an already-migrated database.
-    pub fn start(path: &str) -> Result<Self, StoreError> {
+    pub fn start(path: &str, cache: Arc<WindowCache>) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(embedded)?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(embedded)?;
@@ -48,7 +59,12 @@ impl SqliteIngestWriter {
             .spawn(move || {
                 let mut conn = conn;
                 while let Some((deliveries, done)) = receiver.blocking_recv() {
-                    let _ = done.send(ingest_batch(&mut conn, &deliveries).map_err(embedded));
+                    let mut touched = Touched::default();
+                    let result = ingest_batch(&mut conn, &deliveries, &mut touched);
+                    // After the commit (or the rollback), before anyone is answered.
+                    cache.forget_threads(&touched.threads);
+                    cache.forget_services(&touched.numbers);
+                    let _ = done.send(result.map_err(embedded));
                 }
             })
             .map_err(|e| {
@@ -150,6 +166,7 @@ const MERGE_THREADS_SQLITE: [&str; 4] = [
 fn ingest_batch(
     conn: &mut Connection,
     deliveries: &[WebhookDelivery],
+    touched: &mut Touched,
 ) -> rusqlite::Result<IngestReport> {
     let mut report = IngestReport::default();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -203,6 +220,8 @@ fn ingest_batch(
                 Some(id) => *id,
                 None => {
                     let (id, merged) = resolve_thread(&tx, &number.phone_number_id, contact)?;
+                    touched.threads.insert(id);
+                    touched.threads.extend(merged);
                     if let Some(gone) = merged {
                         for thread in threads.values_mut().filter(|t| **t == gone) {
                             *thread = id;
@@ -283,6 +302,7 @@ fn ingest_batch(
                         continue;
                     }
                     report.statuses_new += 1;
+                    touched.numbers.insert(number.phone_number_id.clone());
                     // A business message sent outside Hourglass is first heard of through its
                     // statuses: they still count.
                     let delivered = matches!(status, StatusKind::Delivered | StatusKind::Read);
