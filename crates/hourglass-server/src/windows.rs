@@ -128,16 +128,7 @@ pub async fn contact_window_state(
     else {
         return Ok(None);
     };
-    let history = history_for(state.store(), &calendar, &thread, at).await?;
-    let window = evaluate(
-        &history,
-        at,
-        state.rule_settings(),
-        PricingContext {
-            eras: &calendar.eras,
-            service_messages_this_month: count,
-        },
-    );
+    let window = evaluate_thread(state, &calendar, &thread, count, at).await?;
     Ok(Some((thread, window)))
 }
 
@@ -147,17 +138,27 @@ pub async fn window_state(
     at: Instant,
 ) -> Result<WindowState, StoreError> {
     state.metrics().window_query();
-    let store = state.store();
     let calendar = calendar_of(state, &thread.phone_number_id).await?;
-    let history = history_for(store, &calendar, thread, at).await?;
-    let count = service_count(store, &calendar, &thread.phone_number_id, at).await?;
+    let count = service_count(state.store(), &calendar, &thread.phone_number_id, at).await?;
+    evaluate_thread(state, &calendar, thread, count, at).await
+}
+
+/// The rule core's answer for a thread, given the month's free-form delivery count.
+async fn evaluate_thread(
+    state: &AppState,
+    calendar: &NumberCalendar,
+    thread: &ThreadRow,
+    service_messages_this_month: u32,
+    at: Instant,
+) -> Result<WindowState, StoreError> {
+    let history = history_for(state.store(), calendar, thread, at).await?;
     Ok(evaluate(
         &history,
         at,
         state.rule_settings(),
         PricingContext {
             eras: &calendar.eras,
-            service_messages_this_month: count,
+            service_messages_this_month,
         },
     ))
 }
