@@ -73,14 +73,6 @@ pub trait Store: Send + Sync + 'static {
         count: ServiceCount,
     ) -> Result<Option<(ThreadRow, u32)>, StoreError>;
 
-    /// Creates the thread if it does not exist yet (for sends to a contact who has never
-    /// written) and returns it.
-    async fn ensure_thread(
-        &self,
-        phone_number_id: &str,
-        contact: &ContactKey,
-    ) -> Result<ThreadRow, StoreError>;
-
     /// The events the rule core needs to answer about `at`: every event of the thread in
     /// `[at - HISTORY_LOOKBACK_SECONDS, at]`, and the latest customer message and
     /// reaction at or before `at`, however old.

@@ -262,22 +262,6 @@ impl Store for PostgresStore {
         Ok(row.map(|row| (thread_row(&row), row.get::<i64, _>("service_count") as u32)))
     }
 
-    async fn ensure_thread(
-        &self,
-        phone_number_id: &str,
-        contact: &ContactKey,
-    ) -> Result<ThreadRow, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let id = resolve_thread(&mut conn, phone_number_id, contact).await?;
-        let row = sqlx::query(&format!(
-            "SELECT {THREAD_COLUMNS} FROM threads WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
-        Ok(thread_row(&row))
-    }
-
     async fn thread_history(
         &self,
         thread_id: i64,

@@ -14,7 +14,7 @@ use sqlx::Row;
 
 use crate::model::*;
 use crate::sqlite_writer::SqliteIngestWriter;
-use crate::window_cache::WindowCache;
+use crate::window_cache::{count_before, WindowCache};
 use crate::{Store, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -221,12 +221,10 @@ impl Store for SqliteStore {
         {
             return Ok(Some((thread, services)));
         }
+        // The count never comes from this query: it is in the cache, or derived from the
+        // instants list read (and cached) below, so the database is asked once, not twice.
         let row = sqlx::query(&format!(
-            "SELECT {THREAD_COLUMNS},
-                    (SELECT COUNT(*) FROM (SELECT 1 FROM messages
-                       WHERE phone_number_id = ?1 AND direction = 'outbound' AND category = 'service'
-                         AND delivered_at >= ?3 AND delivered_at < ?4 LIMIT ?5) AS capped) AS service_count
-             FROM (
+            "SELECT {THREAD_COLUMNS} FROM (
                SELECT 0 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = ?1 AND wa_id = ?2
                UNION ALL
                SELECT 1 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = ?1 AND user_id = ?2
@@ -234,47 +232,32 @@ impl Store for SqliteStore {
         ))
         .bind(phone_number_id)
         .bind(contact)
-        .bind(count.from.unix_seconds())
-        .bind(count.before.unix_seconds())
-        .bind(count.cap as i64)
         .fetch_optional(&self.readers)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let thread = thread_row(&row);
         self.cache
             .remember_thread(phone_number_id, contact, &thread, read_at);
-        if cached_count.is_none() {
-            let instants: Vec<i64> = sqlx::query_scalar(
-                "SELECT delivered_at FROM messages
-                  WHERE phone_number_id = ?1 AND direction = 'outbound' AND category = 'service'
-                    AND delivered_at >= ?2 ORDER BY delivered_at LIMIT ?3",
-            )
-            .bind(phone_number_id)
-            .bind(count.from.unix_seconds())
-            .bind(count.cap as i64)
-            .fetch_all(&self.readers)
-            .await?;
-            self.cache
-                .remember_services(phone_number_id, count, instants, read_at);
-        }
-        Ok(Some((thread, row.get::<i64, _>("service_count") as u32)))
-    }
-
-    async fn ensure_thread(
-        &self,
-        phone_number_id: &str,
-        contact: &ContactKey,
-    ) -> Result<ThreadRow, StoreError> {
-        let mut conn = self.writer.acquire().await?;
-        let id = resolve_thread(&mut conn, phone_number_id, contact).await?;
-        self.cache.forget_threads(&HashSet::from([id]));
-        let row = sqlx::query(&format!(
-            "SELECT {THREAD_COLUMNS} FROM threads WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
-        Ok(thread_row(&row))
+        let services = match cached_count {
+            Some(services) => services,
+            None => {
+                let instants: Vec<i64> = sqlx::query_scalar(
+                    "SELECT delivered_at FROM messages
+                      WHERE phone_number_id = ?1 AND direction = 'outbound' AND category = 'service'
+                        AND delivered_at >= ?2 ORDER BY delivered_at LIMIT ?3",
+                )
+                .bind(phone_number_id)
+                .bind(count.from.unix_seconds())
+                .bind(count.cap as i64)
+                .fetch_all(&self.readers)
+                .await?;
+                let services = count_before(&instants, count);
+                self.cache
+                    .remember_services(phone_number_id, count, instants, read_at);
+                services
+            }
+        };
+        Ok(Some((thread, services)))
     }
 
     async fn thread_history(

@@ -23,6 +23,13 @@ struct Threads {
     keys_of: HashMap<i64, Vec<(String, String)>>,
 }
 
+/// How many of `instants` (the earliest `cap` deliveries from `query.from` on, ascending)
+/// fall before `query.before`: exact up to `cap`, which is all the pricing rules ask.
+pub(crate) fn count_before(instants: &[i64], query: ServiceCount) -> u32 {
+    let before = query.before.unix_seconds();
+    (instants.partition_point(|d| *d < before) as u32).min(query.cap)
+}
+
 #[derive(Default)]
 pub(crate) struct WindowCache {
     generation: AtomicU64,
@@ -73,8 +80,7 @@ impl WindowCache {
             query.from.unix_seconds(),
             query.cap,
         ))?;
-        let before = query.before.unix_seconds();
-        Some((instants.partition_point(|d| *d < before) as u32).min(query.cap))
+        Some(count_before(instants, query))
     }
 
     pub fn remember_services(
