@@ -14,6 +14,7 @@
 pub mod history;
 pub mod instant;
 pub mod pricing;
+pub mod template;
 pub mod window;
 
 pub use history::{
@@ -24,6 +25,10 @@ pub use instant::{Instant, DAY, HOUR};
 pub use pricing::{
     meta_pricing_eras, CbpRules, Charge, ChargeType, CivilDate, Era, PmpRules, PricingContext,
     PricingModel, ResolvedEras, ServicePricing,
+};
+pub use template::{
+    lint, render, Finding, HeaderKind, ParameterFormat, RenderError, RenderParams, Rendered,
+    TemplateCategory, TemplateDefinition,
 };
 pub use window::{
     charge_of_message, decide_free_form_send, evaluate, CustomerServiceWindow, FepPhase,

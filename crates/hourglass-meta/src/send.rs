@@ -250,6 +250,30 @@ pub const PARAM_COUNT_MISMATCH: (i64, &str) = (
 );
 /// 132001: no template of that name in that language. HTTP 404.
 pub const TEMPLATE_DOES_NOT_EXIST: (i64, &str) = (132001, "Template does not exist");
+/// 131008: a required parameter is missing, e.g. the suffix of a URL button whose URL has a
+/// parameter (Meta's details: "Button at index 0 of type Url requires a parameter").
+/// HTTP 400.
+pub const REQUIRED_PARAMETER_MISSING: (i64, &str) = (131008, "Required parameter is missing");
+/// 132005: the template is too long once its parameters are filled in. Meta's error page
+/// calls it "Template Hydrated Text Too Long"; the synchronous message reads as below.
+/// HTTP 400.
+pub const TEMPLATE_TEXT_TOO_LONG: (i64, &str) = (132005, "Translated text too long");
+/// 132012: the parameter values do not use the format of the template, e.g. no media for a
+/// media header ("header: Format mismatch, expected IMAGE, received UNKNOWN"). Meta's error
+/// page calls it "Template Parameter Format Mismatch"; the synchronous message reads as
+/// below. HTTP 400.
+pub const PARAM_FORMAT_MISMATCH: (i64, &str) = (
+    132012,
+    "Parameter format does not match format in the created template",
+);
+/// 132018: a parameter's text has a new line, a tab or more than four spaces in a row
+/// (Meta's details: "Param text cannot have new-line/tab characters or more than 4
+/// consecutive spaces"). Known from Meta's answers quoted by integrators since v23.0; the
+/// error page Hourglass follows does not list it, so the title is theirs. HTTP 400.
+pub const TEMPLATE_PARAM_TEXT_INVALID: (i64, &str) = (
+    132018,
+    "There's an issue with the parameters in your template",
+);
 /// 132015: the template is paused for low quality. HTTP 400.
 pub const TEMPLATE_PAUSED: (i64, &str) = (132015, "Template is Paused");
 /// 132016: the template was paused too many times and is disabled for good. HTTP 400.

@@ -34,6 +34,9 @@ pub struct Webhook {
 pub struct Entry {
     /// The WhatsApp Business Account (WABA) id.
     pub id: String,
+    /// Meta's `time`: when the entry's event happened (template webhooks carry no other
+    /// instant). `None` when absent or unreadable.
+    pub time: Option<i64>,
     /// The entry's `changes`, in order.
     pub changes: Vec<Change>,
 }
@@ -57,8 +60,10 @@ pub enum ChangeValue {
     Messages(MessagesValue),
     /// `field: "calls"`: Calling API events.
     Calls(CallsValue),
-    /// Any other field (`account_update`, `message_template_status_update`, …): only
-    /// [`Change::raw`] is kept.
+    /// `field: "message_template_status_update"`, `"template_category_update"` or
+    /// `"message_template_quality_update"`.
+    Template(TemplateUpdate),
+    /// Any other field (`account_update`, …): only [`Change::raw`] is kept.
     Other,
     /// A `messages` or `calls` change (or a change without `field`) that could not be read.
     Unparsed {
@@ -495,6 +500,10 @@ pub fn parse_webhook(body: &[u8]) -> Result<Webhook, WebhookError> {
         .into_iter()
         .map(|entry| Entry {
             id: entry.id,
+            time: entry
+                .time
+                .as_ref()
+                .and_then(|t| crate::json::timestamp(t).ok().filter(|&t| t > 0)),
             changes: entry.changes.into_iter().map(parse_change).collect(),
         })
         .collect();
@@ -515,6 +524,8 @@ struct RawEnvelope {
 #[serde(expecting = "an entry object with `id` (the WABA id) and `changes`")]
 struct RawEntry {
     id: String,
+    #[serde(default)]
+    time: Option<Value>,
     #[serde(default)]
     changes: Vec<Value>,
 }
@@ -542,6 +553,11 @@ fn parse_change(change: Value) -> Change {
     let parsed = match field.as_str() {
         "messages" => parse_messages_value(&value).map(ChangeValue::Messages),
         "calls" => parse_calls_value(&value).map(ChangeValue::Calls),
+        "message_template_status_update"
+        | "template_category_update"
+        | "message_template_quality_update" => {
+            parse_template_update(&field, &value).map(ChangeValue::Template)
+        }
         _ => Ok(ChangeValue::Other),
     };
     Change {
@@ -549,6 +565,97 @@ fn parse_change(change: Value) -> Change {
         value: parsed.unwrap_or_else(|reason| ChangeValue::Unparsed { reason }),
         raw: value,
     }
+}
+
+/// A change to one of the WABA's templates, from the webhook fields
+/// `message_template_status_update`, `template_category_update` and
+/// `message_template_quality_update` (Meta: "Webhooks reference" pages of those names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateUpdate {
+    /// `message_template_id`: Meta documents an integer, some senders quote it; kept as
+    /// its digits.
+    pub template_id: Option<String>,
+    /// `message_template_name`.
+    pub name: Option<String>,
+    /// `message_template_language`, with Meta's webhook spelling `en-US` normalised to the
+    /// Graph API's `en_US` so that it matches the registry.
+    pub language: Option<String>,
+    pub change: TemplateUpdateKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplateUpdateKind {
+    /// `event` (`APPROVED`, `REJECTED`, `PAUSED`, `DISABLED`, …, kept as Meta spells it),
+    /// with `reason` (`null` or `NONE` when there is none) and the most telling of
+    /// `other_info.description`, `rejection_info.reason` and `disable_info`.
+    Status {
+        event: String,
+        reason: Option<String>,
+        category: Option<String>,
+    },
+    /// A completed recategorisation (`previous_category` → `new_category`), or Meta's
+    /// notice of one coming (`correct_category` set: then `new_category` is the *current*
+    /// category, and the change happens at `category_update_timestamp`).
+    Category {
+        previous: Option<String>,
+        new: String,
+        upcoming: Option<String>,
+        upcoming_at: Option<i64>,
+    },
+    /// `previous_quality_score` → `new_quality_score` (`GREEN`, `YELLOW`, `RED`, `UNKNOWN`).
+    Quality {
+        previous: Option<String>,
+        new: String,
+    },
+}
+
+fn parse_template_update(field: &str, value: &Value) -> Result<TemplateUpdate, String> {
+    if !value.is_object() {
+        return Err(format!("a `{field}` value must be an object"));
+    }
+    let text = |key: &str| -> Option<String> {
+        match value.get(key)? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let required =
+        |key: &str| text(key).ok_or_else(|| format!("a `{field}` value needs `{key}` (a string)"));
+    let change = match field {
+        "message_template_status_update" => TemplateUpdateKind::Status {
+            event: required("event")?.to_ascii_uppercase(),
+            reason: text("reason")
+                .filter(|r| r != "NONE")
+                .or_else(|| string_at(value, &["rejection_info", "reason"]))
+                .or_else(|| string_at(value, &["other_info", "description"])),
+            category: text("message_template_category"),
+        },
+        "template_category_update" => TemplateUpdateKind::Category {
+            previous: text("previous_category"),
+            new: required("new_category")?,
+            upcoming: text("correct_category"),
+            upcoming_at: value
+                .get("category_update_timestamp")
+                .and_then(|t| crate::json::timestamp(t).ok()),
+        },
+        _ => TemplateUpdateKind::Quality {
+            previous: text("previous_quality_score"),
+            new: required("new_quality_score")?,
+        },
+    };
+    let update = TemplateUpdate {
+        template_id: text("message_template_id"),
+        name: text("message_template_name"),
+        language: text("message_template_language").map(|l| l.replace('-', "_")),
+        change,
+    };
+    if update.template_id.is_none() && update.name.is_none() {
+        return Err(format!(
+            "a `{field}` value names no template (`message_template_id` or `message_template_name`)"
+        ));
+    }
+    Ok(update)
 }
 
 #[derive(Deserialize)]
