@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::time::{now, parse_instant};
 use crate::windows::{contact_window_state, messages_json, window_json, window_state};
 
-async fn principal_for_number(
+pub(crate) async fn principal_for_number(
     state: &AppState,
     headers: &HeaderMap,
     phone_number_id: &str,
@@ -168,7 +168,10 @@ pub async fn closing_windows(
 #[serde(deny_unknown_fields)]
 pub struct NumberSettings {
     /// IANA time zone name: where the number's pricing eras and months begin.
-    time_zone: String,
+    time_zone: Option<String>,
+    /// The WhatsApp Business Account the number belongs to (Meta's webhooks tell it too):
+    /// which template registry its sends are checked against.
+    waba_id: Option<String>,
 }
 
 fn number_json(number: &BusinessNumber) -> Value {
@@ -206,19 +209,38 @@ pub async fn put_number(
     let settings: NumberSettings = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "invalid_body",
-            format!("expected {{\"time_zone\": \"IANA name\"}}: {e}"),
+            format!("expected {{\"time_zone\": \"IANA name\", \"waba_id\": \"…\"}} (either or both): {e}"),
         )
     })?;
-    state
-        .calendars()
-        .get(&settings.time_zone)
-        .map_err(|m| ApiError::bad_request("invalid_time_zone", m))?;
+    if let Some(zone) = &settings.time_zone {
+        state
+            .calendars()
+            .get(zone)
+            .map_err(|m| ApiError::bad_request("invalid_time_zone", m))?;
+    }
+    if settings
+        .waba_id
+        .as_deref()
+        .is_some_and(|w| w.trim().is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_waba_id",
+            "`waba_id` must not be empty",
+        ));
+    }
     let existing = state.store().business_number(&phone_number_id).await?;
     let number = BusinessNumber {
         phone_number_id: phone_number_id.clone(),
-        waba_id: existing.as_ref().and_then(|n| n.waba_id.clone()),
-        display_phone_number: existing.and_then(|n| n.display_phone_number),
-        time_zone: settings.time_zone,
+        waba_id: settings
+            .waba_id
+            .or(existing.as_ref().and_then(|n| n.waba_id.clone())),
+        display_phone_number: existing
+            .as_ref()
+            .and_then(|n| n.display_phone_number.clone()),
+        time_zone: settings
+            .time_zone
+            .or(existing.map(|n| n.time_zone))
+            .unwrap_or_else(|| "UTC".into()),
     };
     state.store().upsert_business_number(&number).await?;
     state.calendars().forget_number(&phone_number_id);

@@ -20,7 +20,7 @@ use crate::ingest::IngestQueue;
 use crate::metrics::Metrics;
 use crate::time::Calendars;
 use crate::upstream::{GraphApi, Sandbox, Upstream};
-use crate::{api, cloud_api, webhook};
+use crate::{api, cloud_api, send_api, templates, webhook};
 
 struct Inner {
     config: Config,
@@ -83,9 +83,11 @@ impl Application {
             .with_context(|| format!("binding {listen} (HOURGLASS_LISTEN)"))?;
         let port = listener.local_addr()?.port();
         let upstream = match config.upstream()? {
-            UpstreamConfig::GraphApi { base_url } => {
-                Upstream::GraphApi(GraphApi::new(base_url, config.meta.access_token.clone()))
-            }
+            UpstreamConfig::GraphApi { base_url } => Upstream::GraphApi(GraphApi::new(
+                base_url,
+                config.meta.access_token.clone(),
+                config.meta.graph_version.clone(),
+            )),
             UpstreamConfig::Sandbox => {
                 if config.meta.app_secret.is_none() {
                     tracing::warn!("sandbox upstream without HOURGLASS_META_APP_SECRET: its status webhooks will be refused");
@@ -184,7 +186,25 @@ fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/numbers/{phone_number_id}/contacts/{contact}/messages",
-            get(api::contact_messages),
+            get(api::contact_messages).post(send_api::send_to_contact),
+        )
+        .route(
+            "/v1/templates",
+            get(templates::list_templates).post(templates::create_template),
+        )
+        .route("/v1/templates/lint", post(templates::lint_templates))
+        .route("/v1/templates/sync", post(templates::sync_templates))
+        .route(
+            "/v1/templates/{name}",
+            axum::routing::delete(templates::delete_template),
+        )
+        .route(
+            "/v1/templates/{name}/{language}",
+            get(templates::get_template),
+        )
+        .route(
+            "/v1/templates/{name}/{language}/preview",
+            post(templates::preview_template),
         )
         .route(
             "/v1/numbers/{phone_number_id}/windows",

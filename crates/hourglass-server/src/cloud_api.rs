@@ -10,12 +10,13 @@ use axum::response::{IntoResponse, Response};
 use hourglass_core::{decide_free_form_send, Instant, MessageCategory, SendDecision};
 use hourglass_meta::send::{INVALID_PARAMETER, RE_ENGAGEMENT};
 use hourglass_meta::{parse_send_request, SendRequest, SendResponse};
-use hourglass_store::{ContactKey, OutboundMessage, Refusal};
+use hourglass_store::{ContactKey, OutboundMessage, Refusal, ThreadRow};
 
 use crate::app::AppState;
 use crate::auth::{authenticate, AuthError};
 use crate::error::MetaApiError;
 use crate::metrics::SendOutcome;
+use crate::templates::{check_template_send, reopening_templates};
 use crate::time::{format_instant, now};
 use crate::windows::window_state;
 
@@ -41,9 +42,16 @@ fn describe_ago(seconds: i64) -> String {
     }
 }
 
-/// The `details` of a 131047 refusal: when the window closed, and what to do instead.
-pub fn window_closed_details(contact: &str, closed_at: Option<Instant>, at: Instant) -> String {
-    match closed_at {
+/// The `details` of a 131047 refusal: when the window closed, and what to do instead,
+/// naming approved templates that could reopen the conversation when the registry has
+/// some.
+pub fn window_closed_details(
+    contact: &str,
+    closed_at: Option<Instant>,
+    at: Instant,
+    templates: &[String],
+) -> String {
+    let mut details = match closed_at {
         Some(closed_at) => format!(
             "Message failed to send because more than 24 hours have passed since the customer last replied to this number. \
              The customer service window with {contact} closed at {} ({}): send an approved template to reopen the conversation.",
@@ -54,7 +62,14 @@ pub fn window_closed_details(contact: &str, closed_at: Option<Instant>, at: Inst
             "Message failed to send because {contact} has never written to this number, so no customer service window is open: \
              only an approved template can start the conversation."
         ),
+    };
+    if !templates.is_empty() {
+        details.push_str(&format!(
+            " Approved templates that could reopen it: {}.",
+            templates.join(", ")
+        ));
     }
+    details
 }
 
 pub async fn send_message(
@@ -104,36 +119,101 @@ pub async fn send_message(
             "`to` must be the recipient's phone number in international format (or `recipient` a business-scoped user id)",
         )
     })?;
-    let at = now();
+    let answer =
+        check_and_forward(&state, &version, &phone_number_id, &body, &request, contact).await?;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.body,
+    )
+        .into_response())
+}
 
-    if !request.is_template() {
-        let recipient = contact
-            .wa_id
-            .clone()
-            .or(contact.user_id.clone())
-            .unwrap_or_default();
-        // The contact may be known by its phone number or by its business-scoped id.
-        let mut thread = None;
-        for key in [contact.wa_id.as_deref(), contact.user_id.as_deref()]
-            .into_iter()
-            .flatten()
+/// What the upstream answered to a send that passed Hourglass's checks.
+pub struct Forwarded {
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// Meta's id of the message, when Meta accepted it.
+    pub message_id: Option<String>,
+    /// The message as the customer sees it, when it is a template the registry knows.
+    pub rendered: Option<hourglass_core::template::Rendered>,
+}
+
+/// The checks every send goes through, then the upstream: a free-form message needs the
+/// customer service window open; a template must be known, approved and filled in as the
+/// registry says. A refusal is recorded and never reaches Meta; an accepted send is
+/// recorded with its category so that its statuses attach and its charge is right.
+pub async fn check_and_forward(
+    state: &AppState,
+    version: &str,
+    phone_number_id: &str,
+    body: &[u8],
+    request: &SendRequest,
+    contact: ContactKey,
+) -> Result<Forwarded, MetaApiError> {
+    let metrics = state.metrics();
+    let at = now();
+    let recipient = contact
+        .wa_id
+        .clone()
+        .or(contact.user_id.clone())
+        .unwrap_or_default();
+    let recipient_of_refusal = &recipient;
+    let refuse = |thread_id: Option<i64>, error: MetaApiError| async move {
+        let refusal = Refusal {
+            phone_number_id: phone_number_id.to_owned(),
+            thread_id,
+            recipient: Some(recipient_of_refusal.clone()),
+            at,
+            code: error.code,
+            reason: error.details.clone(),
+            request: String::from_utf8_lossy(body).into_owned(),
+        };
+        if let Err(error) = state.store().record_refusal(&refusal).await {
+            tracing::error!(%error, "could not record a refused send");
+        }
+        error
+    };
+
+    let category;
+    let mut rendered = None;
+    if let Some(template) = &request.template {
+        let params = hourglass_meta::template::render_params_from_components(&template.components)
+            .map_err(|e| e.to_string());
+        match check_template_send(
+            state,
+            phone_number_id,
+            &template.name,
+            &template.language,
+            params,
+        )
+        .await
         {
-            thread = state
-                .store()
-                .find_thread(&phone_number_id, key)
-                .await
-                .map_err(storage_unavailable)?;
-            if thread.is_some() {
-                break;
+            Ok(checked) => {
+                category = checked.category;
+                rendered = checked.rendered;
+            }
+            Err(error) => {
+                metrics.send(SendOutcome::RefusedTemplate);
+                let thread_id = find_contact_thread(state, phone_number_id, &contact)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|t| t.id);
+                return Err(refuse(thread_id, error).await);
             }
         }
+    } else {
+        category = Some(MessageCategory::Service);
+        let thread = find_contact_thread(state, phone_number_id, &contact).await?;
         let closed_at = match &thread {
             None => Some(None),
             Some(thread) => {
                 // Meta's timestamp on the contact's latest message may be a moment ahead
                 // of our clock; a reply sent at once must not be judged before it.
                 let at = at.max(thread.last_customer_at.unwrap_or(at));
-                let window = window_state(&state, thread, at)
+                let window = window_state(state, thread, at)
                     .await
                     .map_err(storage_unavailable)?;
                 match decide_free_form_send(&window) {
@@ -144,26 +224,16 @@ pub async fn send_message(
         };
         if let Some(closed_at) = closed_at {
             metrics.send(SendOutcome::RefusedWindowClosed);
-            let details = window_closed_details(&recipient, closed_at, at);
-            let refusal = Refusal {
-                phone_number_id: phone_number_id.clone(),
-                thread_id: thread.as_ref().map(|t| t.id),
-                recipient: Some(recipient),
-                at,
-                code: RE_ENGAGEMENT.0,
-                reason: details.clone(),
-                request: String::from_utf8_lossy(&body).into_owned(),
-            };
-            if let Err(error) = state.store().record_refusal(&refusal).await {
-                tracing::error!(%error, "could not record a refused send");
-            }
-            return Err(MetaApiError::new(RE_ENGAGEMENT.0, RE_ENGAGEMENT.1, details));
+            let suggestions = reopening_templates(state, phone_number_id).await;
+            let details = window_closed_details(&recipient, closed_at, at, &suggestions);
+            let error = MetaApiError::new(RE_ENGAGEMENT.0, RE_ENGAGEMENT.1, details);
+            return Err(refuse(thread.as_ref().map(|t| t.id), error).await);
         }
     }
 
     let answer = state
         .upstream()
-        .send_message(&version, &phone_number_id, &body, &request)
+        .send_message(version, phone_number_id, body, request)
         .await
         .map_err(|error| {
             metrics.send(SendOutcome::UpstreamError);
@@ -176,25 +246,48 @@ pub async fn send_message(
                 ),
             )
         })?;
+    let mut message_id = None;
     if (200..300).contains(&answer.status) {
         metrics.send(SendOutcome::Forwarded);
-        record_accepted_send(
-            &state,
-            &phone_number_id,
+        message_id = record_accepted_send(
+            state,
+            phone_number_id,
             contact,
-            &request,
+            request,
+            category,
             &answer.body,
             at,
         )
         .await;
     }
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    Ok((
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        answer.body,
-    )
-        .into_response())
+    Ok(Forwarded {
+        status: answer.status,
+        body: answer.body,
+        message_id,
+        rendered,
+    })
+}
+
+/// The thread of a contact named by a send: by phone number, else by business-scoped id.
+async fn find_contact_thread(
+    state: &AppState,
+    phone_number_id: &str,
+    contact: &ContactKey,
+) -> Result<Option<ThreadRow>, MetaApiError> {
+    for key in [contact.wa_id.as_deref(), contact.user_id.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        let thread = state
+            .store()
+            .find_thread(phone_number_id, key)
+            .await
+            .map_err(storage_unavailable)?;
+        if thread.is_some() {
+            return Ok(thread);
+        }
+    }
+    Ok(None)
 }
 
 /// `{"messaging_product": "whatsapp", "status": "read", "message_id": "wamid…"}`
@@ -232,7 +325,7 @@ async fn forward_as_is(
         .into_response())
 }
 
-fn contact_of(request: &SendRequest) -> Option<ContactKey> {
+pub(crate) fn contact_of(request: &SendRequest) -> Option<ContactKey> {
     match (request.recipient_wa_id(), &request.recipient) {
         (None, None) => None,
         (wa_id, user_id) => Some(ContactKey {
@@ -269,16 +362,15 @@ async fn record_accepted_send(
     phone_number_id: &str,
     contact: ContactKey,
     request: &SendRequest,
+    category: Option<MessageCategory>,
     answer: &[u8],
     at: Instant,
-) {
+) -> Option<String> {
     let Ok(response) = serde_json::from_slice::<SendResponse>(answer) else {
         tracing::warn!("upstream answered 2xx with a body that is not Meta's send response");
-        return;
+        return None;
     };
-    let Some(message_id) = response.first_message_id() else {
-        return;
-    };
+    let message_id = response.first_message_id()?;
     // Meta's `wa_id` is the contact's real id: the number as typed may differ (Brazil's
     // extra 9, Mexico's 521), and the statuses will name Meta's.
     let contact = ContactKey {
@@ -296,9 +388,9 @@ async fn record_accepted_send(
         contact,
         sent_at: at,
         message_type: request.kind.clone(),
-        // A template's category comes from the template registry (not yet kept); Meta's
-        // statuses tell it in the meantime.
-        category: (!request.is_template()).then_some(MessageCategory::Service),
+        // A template's category comes from the registry; when the registry does not know
+        // the template, Meta's statuses tell it.
+        category,
         template_name: template.map(|t| t.name.clone()),
         template_language: template.map(|t| t.language.clone()),
         body: request.raw.to_string(),
@@ -306,6 +398,7 @@ async fn record_accepted_send(
     if let Err(error) = state.store().record_outbound(&message).await {
         tracing::error!(%error, message_id, "could not record an accepted send");
     }
+    Some(message_id.to_owned())
 }
 
 #[cfg(test)]
@@ -325,7 +418,7 @@ mod tests {
     fn refusal_details_say_when_the_window_closed_and_what_to_do() {
         let at = Instant::from_unix_seconds(1_795_000_000);
         let closed = at.plus_seconds(-22 * 3600);
-        let details = window_closed_details("16505551234", Some(closed), at);
+        let details = window_closed_details("16505551234", Some(closed), at, &[]);
         assert!(details.contains("22 hours ago"), "{details}");
         assert!(details.contains(&format_instant(closed)), "{details}");
         assert!(details.contains("template"), "{details}");

@@ -70,6 +70,11 @@ pub struct MetaConfig {
     pub access_token: Option<Secret>,
     /// Graph API base URL, or `sandbox` (`HOURGLASS_UPSTREAM`).
     pub upstream: String,
+    /// The Graph API version Hourglass uses for its own calls to Meta (template
+    /// management); sends keep the version the client put in its path.
+    pub graph_version: String,
+    /// Templates asked for per page when syncing a WABA's registry.
+    pub template_page_size: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -79,6 +84,9 @@ pub struct SandboxConfig {
     pub delivered_after_ms: u64,
     /// Milliseconds from a sandbox send to its `read` status (0: never read).
     pub read_after_ms: u64,
+    /// Milliseconds the sandbox's "review" of a new template takes before it approves (or
+    /// rejects) it and sends the status webhook.
+    pub template_review_ms: u64,
 }
 
 impl Default for Config {
@@ -104,6 +112,8 @@ impl Default for MetaConfig {
             verify_token: None,
             access_token: None,
             upstream: "https://graph.facebook.com".into(),
+            graph_version: "v23.0".into(),
+            template_page_size: 100,
         }
     }
 }
@@ -113,6 +123,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             delivered_after_ms: 800,
             read_after_ms: 2_500,
+            template_review_ms: 2_000,
         }
     }
 }

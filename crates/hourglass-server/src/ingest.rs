@@ -7,11 +7,12 @@ use std::sync::Arc;
 use hourglass_core::{EntryPoint, Instant, MessageCategory, StatusKind};
 use hourglass_meta::webhook::{
     Call, ChangeValue, Contact, InboundMessage, Item, MessageKind, Metadata, Status,
-    StatusKind as WireStatus,
+    StatusKind as WireStatus, TemplateUpdate, TemplateUpdateKind,
 };
 use hourglass_meta::Webhook;
 use hourglass_store::{
-    ContactKey, IngestItem, IngestReport, NumberRef, Store, StoreError, WebhookDelivery,
+    ContactKey, IngestItem, IngestReport, NumberRef, Store, StoreError, TemplateChange,
+    TemplateChangeKind, TemplateChangeSource, WebhookDelivery,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -82,6 +83,16 @@ pub fn delivery_from_webhook(
                         });
                     }
                 }
+                ChangeValue::Template(update) => {
+                    let at = entry
+                        .time
+                        .map(Instant::from_unix_seconds)
+                        .filter(|at| implausible(at.unix_seconds(), received_at).is_none())
+                        .unwrap_or(received_at);
+                    items.push(IngestItem::TemplateChange(template_change(
+                        &entry.id, update, at,
+                    )));
+                }
                 ChangeValue::Other => items.push(IngestItem::Unprocessed {
                     field: change.field.clone(),
                     reason: format!(
@@ -101,6 +112,60 @@ pub fn delivery_from_webhook(
         received_at,
         body: body.to_vec(),
         items,
+    }
+}
+
+/// One of Meta's template webhooks as a registry change (Meta: "Webhooks reference",
+/// `message_template_status_update`, `template_category_update`,
+/// `message_template_quality_update`).
+fn template_change(waba_id: &str, update: &TemplateUpdate, at: Instant) -> TemplateChange {
+    let (kind, value, previous, reason) = match &update.change {
+        TemplateUpdateKind::Status { event, reason, .. } => (
+            TemplateChangeKind::Status,
+            event.clone(),
+            None,
+            reason.clone(),
+        ),
+        TemplateUpdateKind::Category {
+            previous,
+            new,
+            upcoming,
+            upcoming_at,
+        } => {
+            // Meta's notice of a coming recategorisation names the *current* category in
+            // `new_category`: the registry keeps it, and the notice goes in the history.
+            let notice = upcoming.as_ref().map(|upcoming| match upcoming_at {
+                Some(t) => format!(
+                    "Meta will recategorise this template as {upcoming} at {}",
+                    crate::time::format_instant(Instant::from_unix_seconds(*t))
+                ),
+                None => format!("Meta will recategorise this template as {upcoming}"),
+            });
+            (
+                TemplateChangeKind::Category,
+                new.clone(),
+                previous.clone(),
+                notice,
+            )
+        }
+        TemplateUpdateKind::Quality { previous, new } => (
+            TemplateChangeKind::Quality,
+            new.clone(),
+            previous.clone(),
+            None,
+        ),
+    };
+    TemplateChange {
+        waba_id: waba_id.to_owned(),
+        meta_template_id: update.template_id.clone(),
+        name: update.name.clone(),
+        language: update.language.clone(),
+        kind,
+        value,
+        previous,
+        reason,
+        at,
+        source: TemplateChangeSource::Webhook,
     }
 }
 

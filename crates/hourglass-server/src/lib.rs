@@ -14,6 +14,8 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod send_api;
+pub mod templates;
 pub mod time;
 pub mod upstream;
 pub mod webhook;

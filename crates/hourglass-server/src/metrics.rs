@@ -21,6 +21,7 @@ pub struct Metrics {
     duplicates: AtomicU64,
     sends_forwarded: AtomicU64,
     sends_refused_window: AtomicU64,
+    sends_refused_template: AtomicU64,
     sends_invalid: AtomicU64,
     upstream_errors: AtomicU64,
     window_queries: AtomicU64,
@@ -39,6 +40,8 @@ pub enum WebhookOutcome {
 pub enum SendOutcome {
     Forwarded,
     RefusedWindowClosed,
+    /// Refused by the template registry (unknown, not approved, wrong parameters).
+    RefusedTemplate,
     Invalid,
     UpstreamError,
 }
@@ -60,6 +63,7 @@ impl Metrics {
         let counter = match outcome {
             SendOutcome::Forwarded => &self.sends_forwarded,
             SendOutcome::RefusedWindowClosed => &self.sends_refused_window,
+            SendOutcome::RefusedTemplate => &self.sends_refused_template,
             SendOutcome::Invalid => &self.sends_invalid,
             SendOutcome::UpstreamError => &self.upstream_errors,
         };
@@ -134,6 +138,10 @@ impl Metrics {
                 (
                     "{outcome=\"refused_window_closed\"}",
                     &self.sends_refused_window,
+                ),
+                (
+                    "{outcome=\"refused_template\"}",
+                    &self.sends_refused_template,
                 ),
                 ("{outcome=\"invalid\"}", &self.sends_invalid),
                 ("{outcome=\"upstream_error\"}", &self.upstream_errors),

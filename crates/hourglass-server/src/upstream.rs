@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hourglass_meta::send::{build_status_webhook, StatusParams};
 use hourglass_meta::{sign, SendRequest};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::config::{SandboxConfig, Secret};
 use crate::time::now;
@@ -49,6 +49,84 @@ impl Upstream {
     }
 }
 
+/// Template management (Meta: "Create and manage templates"): `POST`, `GET` and `DELETE`
+/// on `/{waba_id}/message_templates`.
+impl Upstream {
+    pub async fn create_template(
+        &self,
+        waba_id: &str,
+        body: &Value,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        match self {
+            Upstream::GraphApi(graph) => {
+                graph
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("{waba_id}/message_templates"),
+                        &[],
+                        Some(body.to_string().into_bytes()),
+                    )
+                    .await
+            }
+            Upstream::Sandbox(sandbox) => Ok(sandbox.clone().create_template(waba_id, body)),
+        }
+    }
+
+    /// One page of the WABA's templates, after Meta's `after` cursor.
+    pub async fn list_templates(
+        &self,
+        waba_id: &str,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        match self {
+            Upstream::GraphApi(graph) => {
+                let limit = limit.to_string();
+                let mut query = vec![("limit", limit.as_str())];
+                if let Some(after) = after {
+                    query.push(("after", after));
+                }
+                graph
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("{waba_id}/message_templates"),
+                        &query,
+                        None,
+                    )
+                    .await
+            }
+            Upstream::Sandbox(sandbox) => Ok(sandbox.list_templates(waba_id, limit, after)),
+        }
+    }
+
+    /// Deletes a template in every language, or the one language whose Meta id is
+    /// `hsm_id`.
+    pub async fn delete_template(
+        &self,
+        waba_id: &str,
+        name: &str,
+        hsm_id: Option<&str>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        match self {
+            Upstream::GraphApi(graph) => {
+                let mut query = vec![("name", name)];
+                if let Some(id) = hsm_id {
+                    query.push(("hsm_id", id));
+                }
+                graph
+                    .call(
+                        reqwest::Method::DELETE,
+                        &format!("{waba_id}/message_templates"),
+                        &query,
+                        None,
+                    )
+                    .await
+            }
+            Upstream::Sandbox(sandbox) => Ok(sandbox.delete_template(waba_id, name, hsm_id)),
+        }
+    }
+}
+
 impl Upstream {
     /// Forwards a request that is not a message (a read receipt) as it is.
     pub async fn forward(
@@ -71,10 +149,12 @@ pub struct GraphApi {
     client: reqwest::Client,
     base_url: String,
     access_token: Option<Secret>,
+    /// The version of Hourglass's own calls (`v23.0`).
+    version: String,
 }
 
 impl GraphApi {
-    pub fn new(base_url: String, access_token: Option<Secret>) -> Self {
+    pub fn new(base_url: String, access_token: Option<Secret>, version: String) -> Self {
         GraphApi {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -82,21 +162,36 @@ impl GraphApi {
                 .expect("a TLS client builds with default settings"),
             base_url,
             access_token,
+            version,
         }
     }
 
-    async fn send_message(
+    /// One call of Hourglass's own to the Graph API, at its configured version.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        self.call_at(&self.version, method, path, query, body).await
+    }
+
+    async fn call_at(
         &self,
         version: &str,
-        phone_number_id: &str,
-        body: &[u8],
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let url = format!("{}/{version}/{phone_number_id}/messages", self.base_url);
-        let mut request = self
-            .client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body.to_vec());
+        let url = format!("{}/{version}/{path}", self.base_url);
+        let mut request = self.client.request(method, &url).query(query);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
         if let Some(token) = &self.access_token {
             request = request.bearer_auth(token.expose());
         }
@@ -109,12 +204,31 @@ impl GraphApi {
         let body = response.bytes().await.map_err(unreachable)?.to_vec();
         Ok(UpstreamResponse { status, body })
     }
+
+    /// A send, at the version the client put in its path.
+    async fn send_message(
+        &self,
+        version: &str,
+        phone_number_id: &str,
+        body: &[u8],
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        self.call_at(
+            version,
+            reqwest::Method::POST,
+            &format!("{phone_number_id}/messages"),
+            &[],
+            Some(body.to_vec()),
+        )
+        .await
+    }
 }
 
 /// Meta, played locally: accepts every send it is given, answers with a fresh `wamid.`,
 /// and posts the `sent`, `delivered` and `read` statuses to Hourglass's own webhook,
 /// signed with the app secret, so they take the same path as Meta's.
 pub struct Sandbox {
+    /// The templates created in the sandbox, per WABA, in creation order.
+    templates: std::sync::Mutex<std::collections::HashMap<String, Vec<SandboxTemplate>>>,
     webhook_url: String,
     app_secret: Option<Secret>,
     settings: SandboxConfig,
@@ -134,6 +248,158 @@ impl Sandbox {
             client: reqwest::Client::new(),
             sequence: AtomicU64::new(0),
             instance: hex::encode_upper(seed),
+            templates: Default::default(),
+        }
+    }
+
+    fn next_template_id(&self) -> String {
+        // Meta's template ids are 15 to 16 digits.
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+        format!("9{:015}", n)
+    }
+
+    /// Takes a creation as Meta does: `PENDING` at once, then a review that approves it,
+    /// or rejects it (`INVALID_FORMAT`) when it breaks Meta's rules, with the status
+    /// webhook Meta would send.
+    fn create_template(self: Arc<Self>, waba_id: &str, body: &Value) -> UpstreamResponse {
+        let name = body.get("name").and_then(Value::as_str).unwrap_or("");
+        let language = body.get("language").and_then(Value::as_str).unwrap_or("");
+        let category = body
+            .get("category")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        if name.is_empty() || language.is_empty() || category.is_empty() {
+            return meta_error(
+                100,
+                "Invalid parameter",
+                "a template needs `name`, `language` and `category`",
+            );
+        }
+        let findings = hourglass_meta::template::lint_template_json(body);
+        let id = {
+            let mut templates = self.templates.lock().expect("sandbox lock");
+            let list = templates.entry(waba_id.to_owned()).or_default();
+            if list
+                .iter()
+                .any(|t| t.name == name && t.language == language)
+            {
+                return meta_error(
+                    100,
+                    "Invalid parameter",
+                    &format!("Content in this language already exists: a template `{name}` in `{language}` exists"),
+                );
+            }
+            let id = self.next_template_id();
+            let mut definition = body.clone();
+            definition["id"] = json!(id);
+            definition["status"] = json!("PENDING");
+            definition["category"] = json!(category);
+            list.push(SandboxTemplate {
+                id: id.clone(),
+                name: name.to_owned(),
+                language: language.to_owned(),
+                definition,
+            });
+            id
+        };
+        let verdict = if findings.is_empty() {
+            ("APPROVED", None)
+        } else {
+            ("REJECTED", Some("INVALID_FORMAT"))
+        };
+        let waba_id = waba_id.to_owned();
+        let (template_id, name, language) = (id.clone(), name.to_owned(), language.to_owned());
+        let category_for_webhook = category.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(self.settings.template_review_ms)).await;
+            if !self.set_template_status(&waba_id, &template_id, verdict.0) {
+                return; // deleted while in review
+            }
+            let payload = json!({
+                "object": "whatsapp_business_account",
+                "entry": [{
+                    "id": waba_id,
+                    "time": now().unix_seconds(),
+                    "changes": [{
+                        "field": "message_template_status_update",
+                        "value": {
+                            "event": verdict.0,
+                            "message_template_id": template_id.parse::<u64>().unwrap_or(0),
+                            "message_template_name": name,
+                            "message_template_language": language,
+                            "message_template_category": category_for_webhook,
+                            "reason": verdict.1,
+                        }
+                    }]
+                }]
+            });
+            self.post_webhook(payload.to_string().into_bytes()).await;
+        });
+        UpstreamResponse {
+            status: 200,
+            body: json!({"id": id, "status": "PENDING", "category": category})
+                .to_string()
+                .into_bytes(),
+        }
+    }
+
+    fn set_template_status(&self, waba_id: &str, template_id: &str, status: &str) -> bool {
+        let mut templates = self.templates.lock().expect("sandbox lock");
+        let Some(t) = templates
+            .get_mut(waba_id)
+            .and_then(|list| list.iter_mut().find(|t| t.id == template_id))
+        else {
+            return false;
+        };
+        t.definition["status"] = json!(status);
+        true
+    }
+
+    /// Meta's list answer: `data`, and `paging` with `cursors` and, while there is more,
+    /// `next`.
+    fn list_templates(&self, waba_id: &str, limit: u32, after: Option<&str>) -> UpstreamResponse {
+        let templates = self.templates.lock().expect("sandbox lock");
+        let all = templates.get(waba_id).map(Vec::as_slice).unwrap_or(&[]);
+        let start = after.and_then(|a| a.parse::<usize>().ok()).unwrap_or(0);
+        let limit = (limit.clamp(1, 1000)) as usize;
+        let page: Vec<Value> = all
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|t| t.definition.clone())
+            .collect();
+        let end = start + page.len();
+        let mut paging =
+            json!({"cursors": {"before": start.to_string(), "after": end.to_string()}});
+        if end < all.len() {
+            paging["next"] = json!(format!(
+                "https://graph.facebook.com/v23.0/{waba_id}/message_templates?limit={limit}&after={end}"
+            ));
+        }
+        UpstreamResponse {
+            status: 200,
+            body: json!({"data": page, "paging": paging})
+                .to_string()
+                .into_bytes(),
+        }
+    }
+
+    fn delete_template(&self, waba_id: &str, name: &str, hsm_id: Option<&str>) -> UpstreamResponse {
+        let mut templates = self.templates.lock().expect("sandbox lock");
+        let list = templates.entry(waba_id.to_owned()).or_default();
+        let before = list.len();
+        list.retain(|t| !(t.name == name && hsm_id.is_none_or(|id| id == t.id)));
+        if list.len() == before {
+            return meta_error(
+                100,
+                "Invalid parameter",
+                &format!("Message template \"{name}\" can't be deleted: it does not exist"),
+            );
+        }
+        UpstreamResponse {
+            status: 200,
+            body: br#"{"success":true}"#.to_vec(),
         }
     }
 
@@ -235,5 +501,22 @@ impl Sandbox {
             }
             tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
         }
+    }
+}
+
+/// A template as the sandbox keeps it: Meta's JSON of it, with `id` and `status`.
+struct SandboxTemplate {
+    id: String,
+    name: String,
+    language: String,
+    definition: Value,
+}
+
+/// An answer in Meta's error envelope, as the sandbox gives it.
+fn meta_error(code: i64, title: &str, details: &str) -> UpstreamResponse {
+    let body = hourglass_meta::error_envelope(code, title, details, &crate::error::trace_id());
+    UpstreamResponse {
+        status: hourglass_meta::http_status_for(code),
+        body: body.to_string().into_bytes(),
     }
 }

@@ -54,7 +54,7 @@ pub(crate) fn contacts_by_number(items: &[&IngestItem]) -> BTreeMap<String, Vec<
             | IngestItem::Status {
                 number, contact, ..
             } => (number, contact),
-            IngestItem::Unprocessed { .. } => continue,
+            IngestItem::Unprocessed { .. } | IngestItem::TemplateChange(_) => continue,
         };
         if seen.insert((number.phone_number_id.as_str(), contact)) {
             out.entry(number.phone_number_id.clone())
@@ -162,6 +162,7 @@ pub(crate) fn item_key(item: &IngestItem) -> (&str, &str) {
         IngestItem::Status {
             message_id, status, ..
         } => (message_id, status_name(*status)),
+        IngestItem::TemplateChange(change) => (&change.value, change.kind.as_str()),
         IngestItem::Unprocessed { raw, .. } => (raw, ""),
     }
 }
@@ -485,7 +486,7 @@ macro_rules! define_batch_ingest {
                             summaries.entry(thread).or_default().add_fep_signal(timestamp.unix_seconds());
                         }
                     }
-                    IngestItem::Unprocessed { .. } => {}
+                    IngestItem::Unprocessed { .. } | IngestItem::TemplateChange(_) => {}
                 }
             }
 
@@ -558,6 +559,14 @@ macro_rules! define_batch_ingest {
                 });
                 insert.push(" ON CONFLICT DO NOTHING");
                 insert.build().execute(&mut *conn).await?;
+            }
+
+            // 8. Template changes: rare, and each may depend on the one before it (a
+            // status, then the category of the same template), so one at a time.
+            for (_, item) in items.iter() {
+                if let IngestItem::TemplateChange(change) = item {
+                    crate::templates::apply_change_postgres(&mut *conn, change).await?;
+                }
             }
             Ok(report)
         }

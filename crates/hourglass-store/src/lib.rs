@@ -12,6 +12,7 @@ mod model;
 mod postgres;
 mod sqlite;
 mod sqlite_writer;
+mod templates;
 mod window_cache;
 
 use async_trait::async_trait;
@@ -114,6 +115,9 @@ pub trait Store: Send + Sync + 'static {
     /// Sets a number's time zone (IANA name), creating the number if needed.
     async fn upsert_business_number(&self, number: &BusinessNumber) -> Result<(), StoreError>;
 
+    /// The template registry of every WABA.
+    fn template_registry(&self) -> &dyn TemplateRegistry;
+
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, StoreError>;
 
@@ -122,6 +126,64 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap round trip, for `/healthz`.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Each WABA's templates and their history (see `templates`), in the same database as the
+/// rest; Meta's template webhooks reach it through [`Store::ingest`].
+#[async_trait]
+pub trait TemplateRegistry: Send + Sync {
+    /// Replaces a WABA's registry with Meta's complete list, observed at `at`: listed
+    /// templates are added or updated (each difference recorded in their history), the
+    /// ones Meta no longer lists are removed, and the WABA is marked as synced.
+    async fn replace_templates(
+        &self,
+        waba_id: &str,
+        listed: &[TemplateRecord],
+        at: Instant,
+    ) -> Result<TemplateSyncReport, StoreError>;
+
+    /// Writes one template (a creation through Hourglass, or Meta's answer about it),
+    /// recording what changed; fields set after `template.updated_at` are kept. Returns
+    /// the row as stored.
+    async fn save_template(
+        &self,
+        template: &TemplateRecord,
+        source: TemplateChangeSource,
+    ) -> Result<TemplateRecord, StoreError>;
+
+    /// Removes a template in every language (`language: None`) or in one, recording the
+    /// deletion. Returns what was removed.
+    async fn delete_templates(
+        &self,
+        waba_id: &str,
+        name: &str,
+        language: Option<&str>,
+        at: Instant,
+    ) -> Result<Vec<TemplateRecord>, StoreError>;
+
+    async fn template(
+        &self,
+        waba_id: &str,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<TemplateRecord>, StoreError>;
+
+    /// A WABA's templates, by name then language.
+    async fn templates(&self, waba_id: &str) -> Result<Vec<TemplateRecord>, StoreError>;
+
+    /// A template's status, category and quality changes, oldest first.
+    async fn template_history(
+        &self,
+        waba_id: &str,
+        name: &str,
+        language: &str,
+    ) -> Result<Vec<TemplateChange>, StoreError>;
+
+    /// When the WABA's registry was last replaced by a complete sync, if ever.
+    async fn synced_at(&self, waba_id: &str) -> Result<Option<Instant>, StoreError>;
+
+    /// Every WABA Hourglass knows of (from webhooks, numbers or templates).
+    async fn waba_ids(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// Opens the store named by `url` and applies its migrations.

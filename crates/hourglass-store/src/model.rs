@@ -60,6 +60,10 @@ pub enum IngestItem {
         conversation: Option<String>,
         errors: Option<String>,
     },
+    /// A change of a template's status, category or quality, from Meta's template
+    /// webhooks (`message_template_status_update`, `template_category_update`,
+    /// `message_template_quality_update`).
+    TemplateChange(TemplateChange),
     /// Anything else: kept raw beside the delivery, never fatal.
     Unprocessed {
         field: String,
@@ -192,6 +196,121 @@ pub struct ApiKeyRow {
     pub id: i64,
     pub label: String,
     pub numbers: Option<Vec<String>>,
+}
+
+/// One template (a name in one language) of a WABA, as the registry holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateRecord {
+    pub waba_id: String,
+    pub name: String,
+    pub language: String,
+    /// Meta's id of this name-and-language.
+    pub meta_template_id: Option<String>,
+    /// `MARKETING`, `UTILITY` or `AUTHENTICATION`, as Meta last said.
+    pub category: Option<String>,
+    /// Meta's status (`APPROVED`, `PAUSED`, …); `None` while only a category or quality
+    /// webhook has named the template.
+    pub status: Option<String>,
+    /// Why Meta rejected, paused or disabled it, when it said.
+    pub status_reason: Option<String>,
+    /// `GREEN`, `YELLOW`, `RED` or `UNKNOWN`.
+    pub quality: Option<String>,
+    /// Meta's JSON of the template (components, parameter format); `None` for a template
+    /// known only from webhooks.
+    pub definition: Option<String>,
+    pub status_at: Option<Instant>,
+    pub category_at: Option<Instant>,
+    pub quality_at: Option<Instant>,
+    pub updated_at: Instant,
+}
+
+/// What a template change is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TemplateChangeKind {
+    Status,
+    Category,
+    Quality,
+}
+
+impl TemplateChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateChangeKind::Status => "status",
+            TemplateChangeKind::Category => "category",
+            TemplateChangeKind::Quality => "quality",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        match name {
+            "status" => Some(TemplateChangeKind::Status),
+            "category" => Some(TemplateChangeKind::Category),
+            "quality" => Some(TemplateChangeKind::Quality),
+            _ => None,
+        }
+    }
+}
+
+/// Who told Hourglass about a template change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TemplateChangeSource {
+    /// One of Meta's template webhooks.
+    Webhook,
+    /// A sync found Meta's list different from the registry.
+    Sync,
+    /// Created through Hourglass (Meta's answer to the creation).
+    Create,
+    /// Deleted through Hourglass.
+    Delete,
+}
+
+impl TemplateChangeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateChangeSource::Webhook => "webhook",
+            TemplateChangeSource::Sync => "sync",
+            TemplateChangeSource::Create => "create",
+            TemplateChangeSource::Delete => "delete",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        match name {
+            "webhook" => Some(TemplateChangeSource::Webhook),
+            "sync" => Some(TemplateChangeSource::Sync),
+            "create" => Some(TemplateChangeSource::Create),
+            "delete" => Some(TemplateChangeSource::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a template's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateChange {
+    pub waba_id: String,
+    pub meta_template_id: Option<String>,
+    /// Webhooks name the template; a change known only by Meta's id has `None`.
+    pub name: Option<String>,
+    pub language: Option<String>,
+    pub kind: TemplateChangeKind,
+    /// The new status, category or quality score.
+    pub value: String,
+    pub previous: Option<String>,
+    /// Meta's reason (a rejection's or a pause's), when it gave one.
+    pub reason: Option<String>,
+    /// Meta's instant for the change (a webhook entry's `time`), else when we learnt it.
+    pub at: Instant,
+    pub source: TemplateChangeSource,
+}
+
+/// What a sync changed in a WABA's registry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TemplateSyncReport {
+    pub added: u32,
+    pub changed: u32,
+    pub removed: u32,
+    pub unchanged: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

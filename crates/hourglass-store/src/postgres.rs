@@ -13,10 +13,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use crate::model::*;
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, TemplateRegistry};
 
 pub struct PostgresStore {
     pool: PgPool,
+    templates: template_store::Registry,
 }
 
 /// How often a batch is retried after losing a deadlock or a serialization conflict to a
@@ -36,7 +37,13 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(StoreError::Migrate)?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            templates: template_store::Registry {
+                write: pool.clone(),
+                read: pool.clone(),
+            },
+            pool,
+        })
     }
 
     async fn ingest_once(
@@ -166,6 +173,10 @@ mod batch_ingest {
     fn placeholders() -> (&'static str, &'static str, &'static str) {
         ("$1", "$2", "$3")
     }
+}
+
+mod template_store {
+    crate::templates::define_template_store!(sqlx::Postgres);
 }
 
 #[async_trait]
@@ -473,6 +484,10 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    fn template_registry(&self) -> &dyn TemplateRegistry {
+        &self.templates
     }
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use sqlx::Row;
 use crate::model::*;
 use crate::sqlite_writer::SqliteIngestWriter;
 use crate::window_cache::{count_before, WindowCache};
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, TemplateRegistry};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -28,6 +28,7 @@ pub struct SqliteStore {
     /// cheaper than `SQLITE_BUSY` retries.
     writer: SqlitePool,
     readers: SqlitePool,
+    templates: template_store::Registry,
 }
 
 impl SqliteStore {
@@ -61,6 +62,10 @@ impl SqliteStore {
         Ok(SqliteStore {
             ingest_writer,
             cache,
+            templates: template_store::Registry {
+                write: writer.clone(),
+                read: readers.clone(),
+            },
             writer,
             readers,
         })
@@ -146,6 +151,10 @@ fn thread_row(row: &sqlx::sqlite::SqliteRow) -> ThreadRow {
 }
 
 const THREAD_COLUMNS: &str = "id, phone_number_id, wa_id, user_id, profile_name, last_customer_at, last_reaction_at, last_fep_signal_at";
+
+mod template_store {
+    crate::templates::define_template_store!(sqlx::Sqlite);
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -471,6 +480,10 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    fn template_registry(&self) -> &dyn TemplateRegistry {
+        &self.templates
     }
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {

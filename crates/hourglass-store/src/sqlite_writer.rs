@@ -197,6 +197,10 @@ fn ingest_batch(
                 | IngestItem::Status {
                     number, contact, ..
                 } => (number, contact),
+                IngestItem::TemplateChange(change) => {
+                    crate::templates::apply_change_sqlite(&tx, change)?;
+                    continue;
+                }
                 IngestItem::Unprocessed { field, reason, raw } => {
                     tx.prepare_cached(
                         "INSERT INTO unprocessed_items (delivery_sha256, field, reason, raw) VALUES (?1, ?2, ?3, ?4)
@@ -326,7 +330,9 @@ fn ingest_batch(
                         .execute(params![thread_id, timestamp.unix_seconds()])?;
                     }
                 }
-                IngestItem::Unprocessed { .. } => unreachable!("handled above"),
+                IngestItem::Unprocessed { .. } | IngestItem::TemplateChange(_) => {
+                    unreachable!("handled above")
+                }
             }
         }
     }

@@ -38,6 +38,21 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Work with message templates.
+    Templates {
+        #[command(subcommand)]
+        command: TemplatesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplatesCommand {
+    /// Check templates (Meta's creation JSON: one object or an array per file) against
+    /// Meta's published rules. Prints one line per finding and exits 1 if there is any.
+    Lint {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +114,25 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { database } => {
             demo::run(cli.config.as_deref(), &database, shutdown_signal()).await
         }
+        Command::Templates {
+            command: TemplatesCommand::Lint { files },
+        } => match hourglass_server::templates::lint_files(&files) {
+            Ok(findings) if findings.is_empty() => {
+                eprintln!("{} file(s): no findings", files.len());
+                Ok(())
+            }
+            Ok(findings) => {
+                for line in &findings {
+                    println!("{line}");
+                }
+                eprintln!("{} finding(s)", findings.len());
+                std::process::exit(1)
+            }
+            Err(message) => {
+                eprintln!("{message}");
+                std::process::exit(2)
+            }
+        },
         Command::Keys {
             command: KeysCommand::Create { label, numbers },
         } => {

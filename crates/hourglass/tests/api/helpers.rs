@@ -39,12 +39,38 @@ pub struct MetaCall {
 #[derive(Clone, Default)]
 pub struct FakeMeta {
     calls: Arc<Mutex<Vec<MetaCall>>>,
+    /// What `GET /{waba}/message_templates` lists, one item per template.
+    templates: Arc<Mutex<Vec<Value>>>,
 }
 
 impl FakeMeta {
     pub fn calls(&self) -> Vec<MetaCall> {
         self.calls.lock().unwrap().clone()
     }
+
+    /// Sets the templates Meta lists for every WABA.
+    pub fn set_templates(&self, templates: Vec<Value>) {
+        *self.templates.lock().unwrap() = templates;
+    }
+}
+
+/// Meta's template list, one template per page (so that every sync reads several pages).
+async fn fake_list_templates(
+    State(fake): State<FakeMeta>,
+    Path((version, waba)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Json<Value> {
+    let templates = fake.templates.lock().unwrap().clone();
+    let start: usize = query.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let data: Vec<Value> = templates.iter().skip(start).take(1).cloned().collect();
+    let end = start + data.len();
+    let mut paging = json!({"cursors": {"before": start.to_string(), "after": end.to_string()}});
+    if end < templates.len() {
+        paging["next"] = json!(format!(
+            "https://graph.facebook.com/{version}/{waba}/message_templates?after={end}"
+        ));
+    }
+    Json(json!({"data": data, "paging": paging}))
 }
 
 async fn fake_send(
@@ -102,6 +128,10 @@ pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp
     let meta = FakeMeta::default();
     let fake = Router::new()
         .route("/{version}/{number}/messages", post(fake_send))
+        .route(
+            "/{version}/{waba}/message_templates",
+            axum::routing::get(fake_list_templates),
+        )
         .with_state(meta.clone());
     let fake_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake_port = fake_listener.local_addr().unwrap().port();
@@ -253,6 +283,23 @@ impl TestApp {
         .await
     }
 
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.api_key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     /// A Cloud API send, as a client written for Meta would make it.
     pub async fn send(&self, body: &Value) -> (u16, Value) {
         let response = self
@@ -289,6 +336,15 @@ impl TestApp {
                 .await;
         }
     }
+}
+
+/// A fixture from `shared/fixtures/meta/`.
+pub fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/../../../shared/fixtures/meta/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
 pub fn now() -> i64 {

@@ -5,4 +5,5 @@ mod helpers;
 
 mod bad_input;
 mod send_flow;
+mod templates;
 mod window_api;
