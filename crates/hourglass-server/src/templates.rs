@@ -396,9 +396,20 @@ pub async fn create_template(
         )
             .into_response());
     }
+    let stored = create_with_meta(&state, &waba_id, &definition).await?;
+    Ok((StatusCode::CREATED, Json(template_json(&stored))).into_response())
+}
+
+/// Creates a template with Meta (already linted) and records Meta's answer in the
+/// registry, with the creation in its history.
+pub async fn create_with_meta(
+    state: &AppState,
+    waba_id: &str,
+    definition: &Value,
+) -> Result<TemplateRecord, ApiError> {
     let answer = state
         .upstream()
-        .create_template(&waba_id, &definition)
+        .create_template(waba_id, definition)
         .await
         .map_err(upstream_unreachable)?;
     if !(200..300).contains(&answer.status) {
@@ -418,15 +429,14 @@ pub async fn create_template(
     if described.get("status").is_none() {
         described["status"] = json!("PENDING");
     }
-    let record = record_from_meta(&waba_id, &described, now()).ok_or_else(|| {
+    let record = record_from_meta(waba_id, &described, now()).ok_or_else(|| {
         ApiError::bad_request("invalid_template", "a template needs `name` and `language`")
     })?;
-    let stored = state
+    Ok(state
         .store()
         .template_registry()
         .save_template(&record, TemplateChangeSource::Create)
-        .await?;
-    Ok((StatusCode::CREATED, Json(template_json(&stored))).into_response())
+        .await?)
 }
 
 /// Reads every page of the WABA's template list from Meta and replaces the registry with

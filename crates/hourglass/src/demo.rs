@@ -11,7 +11,7 @@ use hourglass_meta::send::{
 };
 use hourglass_server::config::Secret;
 use hourglass_server::upstream::Upstream;
-use hourglass_server::{auth, time, Application, Config};
+use hourglass_server::{auth, templates, time, Application, Config};
 
 pub const DEMO_NUMBER: &str = "106540352242922";
 const DEMO_DISPLAY: &str = "15550783881";
@@ -84,6 +84,7 @@ pub async fn run(
         anyhow::bail!("the demo runs against the sandbox");
     };
     let sandbox = sandbox.clone();
+    let state = app.state().clone();
     let server = tokio::spawn(app.run_until(shutdown));
 
     let now = time::now().unix_seconds();
@@ -127,6 +128,27 @@ pub async fn run(
         }
     }
 
+    // The product brief's template, created with the sandbox, which approves it a moment
+    // later through the status webhook, as Meta's review would.
+    let keep_helping = serde_json::json!({
+        "name": "keep_helping", "category": "MARKETING", "language": "en_US",
+        "parameter_format": "named",
+        "components": [
+            {"type": "BODY",
+             "text": "Hello, {{user}}! I am {{agent}} from {{company}}. I would like to keep helping you. Can I assist you with something else?",
+             "example": {"body_text_named_params": [
+                {"param_name": "user", "example": "Ana"},
+                {"param_name": "agent", "example": "Sam"},
+                {"param_name": "company", "example": "Lucky Shrub"}]}},
+            {"type": "BUTTONS", "buttons": [
+                {"type": "QUICK_REPLY", "text": "Yes, please!"},
+                {"type": "QUICK_REPLY", "text": "No, thanks!"}]}
+        ]
+    });
+    templates::create_with_meta(&state, DEMO_WABA, &keep_helping)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the demo template: {}", e.message))?;
+
     let base = format!("http://127.0.0.1:{port}");
     println!(
         "\nHourglass demo is running at {base} (sandbox in place of Meta, database {db}).\n\
@@ -139,6 +161,11 @@ pub async fn run(
          curl -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    \
          -d '{{\"messaging_product\":\"whatsapp\",\"to\":\"16505550003\",\"type\":\"text\",\"text\":{{\"body\":\"Hello again\"}}}}' \\\n    \
          {base}/v21.0/{n}/messages\n  \
+         # the approved template that can reopen it (the template picker's choice):\n  \
+         curl -H 'Authorization: Bearer {key}' {base}/v1/templates\n  \
+         curl -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"template\":{{\"name\":\"keep_helping\",\"language\":\"en_US\",\"params\":{{\"user\":\"Chen\",\"agent\":\"Sam\",\"company\":\"Lucky Shrub\"}}}}}}' \\\n    \
+         {base}/v1/numbers/{n}/contacts/16505550003/messages\n  \
          curl -H 'Authorization: Bearer {key}' {base}/v1/numbers/{n}/contacts/16505550001/messages\n  \
          curl {base}/metrics\n\n\
          Contacts: {contacts}\nPress Ctrl-C to stop.",

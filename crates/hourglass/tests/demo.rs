@@ -132,5 +132,42 @@ async fn the_demo_seeds_contacts_in_every_state_and_the_sandbox_answers_like_met
     assert_eq!(response.status(), 400);
     let refusal: serde_json::Value = response.json().await.unwrap();
     assert_eq!(refusal["error"]["code"], 131047);
+
+    // The brief's template is approved by the sandbox's review, then reaches Chen.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed: serde_json::Value = client
+            .get(format!("{base}/v1/templates"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if listed["templates"][0]["status"] == "APPROVED" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never approved: {listed}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let response = client
+        .post(format!(
+            "{base}/v1/numbers/{number}/contacts/16505550003/messages"
+        ))
+        .bearer_auth(&key)
+        .json(
+            &serde_json::json!({"template": {"name": "keep_helping", "language": "en_US",
+            "params": {"user": "Chen", "agent": "Sam", "company": "Lucky Shrub"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let sent: serde_json::Value = response.json().await.unwrap();
+    assert!(sent["message"]["rendered"]["body"]
+        .as_str()
+        .unwrap()
+        .starts_with("Hello, Chen! I am Sam"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -315,7 +315,7 @@ on_both_databases!(a_sync_reads_every_page_and_then_unknown_templates_get_132001
 
 fn promo_with_document_header() -> Value {
     json!({
-        "name": "order_confirmation", "language": "en_US", "status": "APPROVED",
+        "name": "1_order_confirmation", "language": "en_US", "status": "APPROVED",
         "category": "UTILITY", "id": "555000111", "parameter_format": "POSITIONAL",
         "components": [
             {"type": "HEADER", "format": "DOCUMENT",
@@ -357,7 +357,7 @@ async fn parameter_mismatches_get_meta_codes_and_never_reach_meta(db: Db) {
     );
     // An image where the template's header is a document: 132012.
     let confirmation = json!({"messaging_product": "whatsapp", "to": CONTACT, "type": "template",
-    "template": {"name": "order_confirmation", "language": {"code": "en_US"}, "components": [
+    "template": {"name": "1_order_confirmation", "language": {"code": "en_US"}, "components": [
         {"type": "header", "parameters": [{"type": "image", "image": {"link": "https://example.com/a.png"}}]},
         {"type": "body", "parameters": [{"type": "text", "text": "Pablo"}, {"type": "text", "text": "860198"}]}
     ]}});
@@ -371,6 +371,20 @@ async fn parameter_mismatches_get_meta_codes_and_never_reach_meta(db: Db) {
         app.meta.calls().is_empty(),
         "nothing was forwarded: {:?}",
         app.meta.calls()
+    );
+
+    // A contact whose window closed is pointed at approved templates, quick-reply ones
+    // first (a tap reopens the window), though `1_order_confirmation` sorts first by name.
+    app.customer_writes("16505550000", "wamid.OLD", now() - 30 * 3600, false)
+        .await;
+    let (code, refused) = app.send(&text("16505550000", "hello?")).await;
+    assert_eq!(code, 400);
+    let details = refused["error"]["error_data"]["details"].as_str().unwrap();
+    assert!(
+        details.ends_with(
+            "Approved templates that could reopen it: 2023_april_promo (en_US), 1_order_confirmation (en_US)."
+        ),
+        "{details}"
     );
 
     // Filled in correctly, it goes through, charged as the registry's category.
