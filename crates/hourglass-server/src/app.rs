@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, UpstreamConfig};
 use crate::ingest::IngestQueue;
 use crate::metrics::Metrics;
+use crate::outbox::OutboxWorker;
 use crate::time::Calendars;
 use crate::upstream::{GraphApi, Sandbox, Upstream};
 use crate::{api, cloud_api, send_api, templates, webhook};
@@ -29,6 +30,7 @@ struct Inner {
     upstream: Upstream,
     metrics: Arc<Metrics>,
     calendars: Calendars,
+    outbox_worker: OutboxWorker,
 }
 
 /// Everything a request handler may use, passed explicitly.
@@ -53,6 +55,9 @@ impl AppState {
     }
     pub fn calendars(&self) -> &Calendars {
         &self.0.calendars
+    }
+    pub fn outbox_worker(&self) -> &OutboxWorker {
+        &self.0.outbox_worker
     }
     pub fn rule_settings(&self) -> RuleSettings {
         RuleSettings {
@@ -119,7 +124,9 @@ impl Application {
             upstream,
             metrics,
             calendars: Calendars::default(),
+            outbox_worker: OutboxWorker::default(),
         }));
+        tokio::spawn(crate::outbox::run(state.clone()));
         let router = router(state.clone());
         Ok(Application {
             listener,
@@ -187,6 +194,10 @@ fn router(state: AppState) -> Router {
         .route(
             "/v1/numbers/{phone_number_id}/contacts/{contact}/messages",
             get(api::contact_messages).post(send_api::send_to_contact),
+        )
+        .route(
+            "/v1/numbers/{phone_number_id}/outbox/{id}",
+            get(send_api::outbox_message),
         )
         .route(
             "/v1/templates",

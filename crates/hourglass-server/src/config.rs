@@ -56,6 +56,26 @@ pub struct Config {
     /// PostgreSQL fewer, larger batches usually beat more, smaller ones.
     pub ingest_writers: usize,
     pub sandbox: SandboxConfig,
+    pub outbox: OutboxConfig,
+}
+
+/// The durable outbox behind `POST /v1/numbers/{id}/contacts/{contact}/messages`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// How long a worker's claim on a message lasts; a worker that dies lets go after it.
+    pub lease_seconds: i64,
+    /// The first retry's delay; each further retry doubles it, up to
+    /// `retry_max_delay_seconds`. (Meta's pair rate limit, 131056, waits 4^n seconds.)
+    pub retry_base_seconds: i64,
+    pub retry_max_delay_seconds: i64,
+    /// Attempts before a message that keeps failing transiently is given up as failed.
+    pub max_attempts: i64,
+    /// How long a send request waits for its message to be sent before answering 202
+    /// (queued) instead of 201 (sent).
+    pub wait_ms: u64,
+    /// Messages claimed at once by a worker.
+    pub batch: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -101,6 +121,20 @@ impl Default for Config {
             ingest_batch_max: 512,
             ingest_writers: 2,
             sandbox: SandboxConfig::default(),
+            outbox: OutboxConfig::default(),
+        }
+    }
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            lease_seconds: 60,
+            retry_base_seconds: 2,
+            retry_max_delay_seconds: 900,
+            max_attempts: 12,
+            wait_ms: 10_000,
+            batch: 32,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod outbox;
 pub mod send_api;
 pub mod templates;
 pub mod time;

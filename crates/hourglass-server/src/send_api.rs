@@ -1,8 +1,11 @@
 //! Hourglass's own send, for people who do not speak Meta's request format:
 //! `POST /v1/numbers/{phone_number_id}/contacts/{contact}/messages` with
 //! `{"text": "…"}` or `{"template": {"name", "language", "params", "header", "buttons"}}`.
-//! It builds Meta's request, puts it through the same checks as the Cloud API endpoint
-//! (window, registry, parameters), and answers with Hourglass's record of the message.
+//! It builds Meta's request and writes it to the durable outbox (the worker in `outbox`
+//! puts it through the same checks as the Cloud API endpoint — window, registry,
+//! parameters — at the moment it is sent), and answers with Hourglass's record of the
+//! message. `Idempotency-Key` makes a retried request the same message; `send_at`
+//! schedules it.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -10,16 +13,20 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hourglass_core::template::TemplateDefinition;
+use hourglass_core::Instant;
 use hourglass_meta::parse_send_request;
 use hourglass_meta::template::{components_from_render_params, parse_template_definition};
+use hourglass_store::{Enqueued, NewOutboxMessage, OutboxRow, OutboxState};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 use crate::api::principal_for_number;
 use crate::app::AppState;
-use crate::cloud_api::{check_and_forward, contact_of};
+use crate::cloud_api::contact_of;
 use crate::error::{ApiError, MetaApiError};
 use crate::templates::params_of_request;
-use crate::time::now;
+use crate::time::{format_instant, now, parse_instant};
 use crate::windows::{charge_json, messages_json, window_state};
 
 /// How Meta names a contact in a send: a phone number goes in `to`, a business-scoped
@@ -141,7 +148,30 @@ fn refused(error: MetaApiError) -> Response {
         .into_response()
 }
 
-/// `POST /v1/numbers/{phone_number_id}/contacts/{contact}/messages`
+/// The Idempotency-Key header: a client's name for one message, so that retrying a
+/// request whose answer was lost sends nothing twice.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .map(|k| Some(k.to_owned()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "`Idempotency-Key` must be 1 to 255 visible ASCII characters",
+            )
+        })
+}
+
+/// `POST /v1/numbers/{phone_number_id}/contacts/{contact}/messages`: the message becomes an
+/// outbox row (deduplicated on `Idempotency-Key`), and the answer waits for it to be sent:
+/// 201 with the stored message, the refusal or Meta's error, or 202 while it is scheduled
+/// (`send_at`) or waiting for a retry.
 pub async fn send_to_contact(
     State(state): State<AppState>,
     Path((phone_number_id, contact)): Path<(String, String)>,
@@ -149,82 +179,218 @@ pub async fn send_to_contact(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     principal_for_number(&state, &headers, &phone_number_id).await?;
+    let key = idempotency_key(&headers)?;
     let request: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_body", format!("the body is not JSON: {e}")))?;
+    let at = now();
+    let send_at = match request.get("send_at") {
+        None | Some(Value::Null) => at,
+        Some(Value::Number(n)) => n.as_i64().map(Instant::from_unix_seconds).ok_or_else(|| {
+            ApiError::bad_request("invalid_send_at", "`send_at` must be an instant")
+        })?,
+        Some(Value::String(text)) => {
+            parse_instant(text).map_err(|m| ApiError::bad_request("invalid_send_at", m))?
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_send_at",
+                "`send_at` must be RFC 3339 or Unix seconds",
+            ))
+        }
+    };
     let meta_body = meta_request(&state, &phone_number_id, &contact, &request).await?;
     let meta_bytes = meta_body.to_string().into_bytes();
     let send = parse_send_request(&meta_bytes)
         .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
-    let contact_key = contact_of(&send).ok_or_else(|| {
+    contact_of(&send).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_contact",
             "the contact must be a phone number or a user id",
         )
     })?;
-    let version = state.config().meta.graph_version.clone();
-    let forwarded = match check_and_forward(
-        &state,
-        &version,
-        &phone_number_id,
-        &meta_bytes,
-        &send,
-        contact_key,
-    )
-    .await
-    {
-        Ok(forwarded) => forwarded,
-        Err(error) => return Ok(refused(error)),
-    };
-    let Some(message_id) = forwarded.message_id else {
-        let meta: Value = serde_json::from_slice(&forwarded.body).unwrap_or(Value::Null);
-        let status = StatusCode::from_u16(forwarded.status)
-            .ok()
-            .filter(|s| s.is_client_error() || s.is_server_error())
-            .unwrap_or(StatusCode::BAD_GATEWAY);
-        return Ok((
-            status,
-            Json(json!({"error": {
-                "code": "meta_refused",
-                "message": meta["error"]["error_data"]["details"]
-                    .as_str()
-                    .or(meta["error"]["message"].as_str())
-                    .unwrap_or("Meta did not accept the message"),
-                "meta_code": meta["error"]["code"],
-            }})),
-        )
-            .into_response());
-    };
-    // Answer with the stored record, so that it reads exactly as the thread's messages do.
-    let thread = state
+    let enqueued = state
         .store()
-        .find_thread(&phone_number_id, &contact)
+        .outbox()
+        .enqueue(&NewOutboxMessage {
+            phone_number_id: phone_number_id.clone(),
+            contact: contact.clone(),
+            idempotency_key: key,
+            request_sha256: hex::encode(Sha256::digest(&body)),
+            body: String::from_utf8(meta_bytes).expect("serde_json writes UTF-8"),
+            send_at: send_at.max(at),
+            created_at: at,
+        })
         .await?;
-    let mut record = json!({"id": message_id, "direction": "outbound"});
-    if let Some(thread) = thread {
-        let messages = state.store().thread_messages(thread.id).await?;
-        let listed = messages_json(&state, &thread, &messages).await?;
-        if let Some(item) = listed["messages"]
-            .as_array()
-            .and_then(|m| m.iter().find(|m| m["id"] == json!(message_id)))
-        {
-            record = item.clone();
+    let row = match enqueued {
+        Enqueued::New(row) => {
+            state.outbox_worker().wake();
+            row
         }
-        // Until Meta reports the delivery, the charge is what a message of its category
-        // delivered now would cost.
-        let category = record["category"]
-            .as_str()
-            .and_then(hourglass_core::MessageCategory::from_meta);
-        if let (true, Some(category)) = (record["charge"].is_null(), category) {
-            let window = window_state(&state, &thread, now()).await?;
-            record["charge"] = charge_json(window.charge(category));
-            record["charge_is_estimate"] = json!(true);
+        Enqueued::Existing(row) if row.request_sha256 != hex::encode(Sha256::digest(&body)) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                format!(
+                    "this Idempotency-Key was used for another request (outbox message {}): use a new key for a new message",
+                    row.id
+                ),
+            ))
+        }
+        Enqueued::Existing(row) => row,
+    };
+    let wait = Duration::from_millis(state.config().outbox.wait_ms);
+    let row = state
+        .outbox_worker()
+        .wait(&state, row.id, wait)
+        .await?
+        .unwrap_or(row);
+    answer_for(&state, &phone_number_id, &row, &request).await
+}
+
+/// `GET /v1/numbers/{phone_number_id}/outbox/{id}`: a message of the outbox as it is now.
+pub async fn outbox_message(
+    State(state): State<AppState>,
+    Path((phone_number_id, id)): Path<(String, i64)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    principal_for_number(&state, &headers, &phone_number_id).await?;
+    let row = state
+        .store()
+        .outbox()
+        .outbox_message(id)
+        .await?
+        .filter(|r| r.phone_number_id == phone_number_id)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_outbox_message",
+                format!("number {phone_number_id} has no outbox message {id}"),
+            )
+        })?;
+    Ok(Json(outbox_json(&row)))
+}
+
+fn outbox_json(row: &OutboxRow) -> Value {
+    json!({
+        "outbox_id": row.id,
+        "state": row.state.as_str(),
+        "contact": row.contact,
+        "idempotency_key": row.idempotency_key,
+        "attempts": row.attempts,
+        "send_at": format_instant(row.send_at),
+        "next_attempt_at": (!row.state.is_final()).then(|| format_instant(row.next_attempt_at)),
+        "finished_at": row.finished_at.map(format_instant),
+        "meta_message_id": row.wamid,
+        "last_error": row.error_code.map(|code| json!({"meta_code": code, "message": row.error_message})),
+    })
+}
+
+/// The answer for an outbox row: the same for the first request and for every retry of
+/// it with the same Idempotency-Key.
+async fn answer_for(
+    state: &AppState,
+    phone_number_id: &str,
+    row: &OutboxRow,
+    request: &Value,
+) -> Result<Response, ApiError> {
+    match row.state {
+        OutboxState::Queued | OutboxState::Sending => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"message": outbox_json(row)})),
+        )
+            .into_response()),
+        OutboxState::Refused => {
+            let code = row.error_code.unwrap_or(131000);
+            Ok(refused(MetaApiError::new(
+                code,
+                meta_title(code),
+                row.error_message.clone().unwrap_or_default(),
+            )))
+        }
+        OutboxState::Failed => {
+            let code = row.error_code;
+            let status = code
+                .map(hourglass_meta::http_status_for)
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::BAD_GATEWAY);
+            Ok((
+                status,
+                Json(json!({"error": {
+                    "code": "meta_refused",
+                    "message": row.error_message.clone().unwrap_or_else(|| "Meta did not accept the message".into()),
+                    "meta_code": code,
+                    "outbox_id": row.id,
+                }})),
+            )
+                .into_response())
+        }
+        OutboxState::Sent => {
+            let message_id = row.wamid.clone().unwrap_or_default();
+            let mut record = json!({"id": message_id, "direction": "outbound"});
+            if let Some(thread) = state
+                .store()
+                .find_thread(phone_number_id, &row.contact)
+                .await?
+            {
+                let messages = state.store().thread_messages(thread.id).await?;
+                let listed = messages_json(state, &thread, &messages).await?;
+                if let Some(item) = listed["messages"]
+                    .as_array()
+                    .and_then(|m| m.iter().find(|m| m["id"] == json!(message_id)))
+                {
+                    record = item.clone();
+                }
+                // Until Meta reports the delivery, the charge is what a message of its
+                // category delivered now would cost.
+                let category = record["category"]
+                    .as_str()
+                    .and_then(hourglass_core::MessageCategory::from_meta);
+                if let (true, Some(category)) = (record["charge"].is_null(), category) {
+                    let window = window_state(state, &thread, now()).await?;
+                    record["charge"] = charge_json(window.charge(category));
+                    record["charge_is_estimate"] = json!(true);
+                }
+            }
+            record["meta_message_id"] = json!(message_id);
+            record["outbox_id"] = json!(row.id);
+            record["rendered"] = rendered_of(state, phone_number_id, request)
+                .await
+                .map(|r| crate::templates::rendered_json(&r))
+                .unwrap_or(Value::Null);
+            Ok((StatusCode::CREATED, Json(json!({"message": record}))).into_response())
         }
     }
-    record["meta_message_id"] = json!(message_id);
-    record["rendered"] = forwarded
-        .rendered
-        .as_ref()
-        .map(crate::templates::rendered_json)
-        .unwrap_or(Value::Null);
-    Ok((StatusCode::CREATED, Json(json!({"message": record}))).into_response())
+}
+
+/// What the customer sees of a template send, when the registry knows the template.
+async fn rendered_of(
+    state: &AppState,
+    phone_number_id: &str,
+    request: &Value,
+) -> Option<hourglass_core::template::Rendered> {
+    let template = request.get("template")?;
+    let name = template.get("name")?.as_str()?;
+    let language = template.get("language")?.as_str()?;
+    let definition = registry_definition(state, phone_number_id, name, language)
+        .await
+        .ok()
+        .flatten()?;
+    let params = params_of_request(Some(&definition), template).ok()?;
+    hourglass_core::template::render(&definition, &params).ok()
+}
+
+/// Meta's title for the codes Hourglass refuses with.
+fn meta_title(code: i64) -> &'static str {
+    use hourglass_meta::send::*;
+    match code {
+        131047 => RE_ENGAGEMENT.1,
+        132000 => PARAM_COUNT_MISMATCH.1,
+        132001 => TEMPLATE_DOES_NOT_EXIST.1,
+        132005 => TEMPLATE_TEXT_TOO_LONG.1,
+        132012 => PARAM_FORMAT_MISMATCH.1,
+        132015 => TEMPLATE_PAUSED.1,
+        132016 => TEMPLATE_DISABLED.1,
+        131008 => REQUIRED_PARAMETER_MISSING.1,
+        132018 => TEMPLATE_PARAM_TEXT_INVALID.1,
+        _ => INVALID_PARAMETER.1,
+    }
 }

@@ -9,6 +9,7 @@
 
 mod batch;
 mod model;
+mod outbox;
 mod postgres;
 mod sqlite;
 mod sqlite_writer;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use hourglass_core::{Instant, ThreadHistory};
 
 pub use model::*;
+pub use outbox::{Enqueued, NewOutboxMessage, OutboxOutcome, OutboxRow, OutboxState};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -118,6 +120,9 @@ pub trait Store: Send + Sync + 'static {
     /// The template registry of every WABA.
     fn template_registry(&self) -> &dyn TemplateRegistry;
 
+    /// The durable outbox of Hourglass's own send API.
+    fn outbox(&self) -> &dyn Outbox;
+
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, StoreError>;
 
@@ -184,6 +189,37 @@ pub trait TemplateRegistry: Send + Sync {
 
     /// Every WABA Hourglass knows of (from webhooks, numbers or templates).
     async fn waba_ids(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// The durable outbox (see `outbox`): messages as rows, claimed with a lease, finished
+/// with Meta's answer.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Adds a message, or returns the existing row with the same number and idempotency
+    /// key.
+    async fn enqueue(&self, message: &NewOutboxMessage) -> Result<Enqueued, StoreError>;
+
+    /// Claims up to `limit` due rows for `lease_seconds`: each claim is an attempt.
+    async fn claim_due(
+        &self,
+        now: Instant,
+        lease_seconds: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+
+    /// Records how attempt `attempt` of row `id` ended. `false` when that claim is no
+    /// longer current (its lease expired and another claim took the row): nothing changes.
+    async fn finish(
+        &self,
+        id: i64,
+        attempt: i64,
+        outcome: &OutboxOutcome,
+    ) -> Result<bool, StoreError>;
+
+    async fn outbox_message(&self, id: i64) -> Result<Option<OutboxRow>, StoreError>;
+
+    /// The earliest instant at which a row becomes due, if any row is pending.
+    async fn next_due(&self) -> Result<Option<Instant>, StoreError>;
 }
 
 /// Opens the store named by `url` and applies its migrations.

@@ -13,11 +13,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use crate::model::*;
-use crate::{Store, StoreError, TemplateRegistry};
+use crate::{Outbox, Store, StoreError, TemplateRegistry};
 
 pub struct PostgresStore {
     pool: PgPool,
     templates: template_store::Registry,
+    outbox: outbox_store::Outbox,
 }
 
 /// How often a batch is retried after losing a deadlock or a serialization conflict to a
@@ -38,6 +39,10 @@ impl PostgresStore {
             .await
             .map_err(StoreError::Migrate)?;
         Ok(PostgresStore {
+            outbox: outbox_store::Outbox {
+                pool: pool.clone(),
+                read: pool.clone(),
+            },
             templates: template_store::Registry {
                 write: pool.clone(),
                 read: pool.clone(),
@@ -173,6 +178,10 @@ mod batch_ingest {
     fn placeholders() -> (&'static str, &'static str, &'static str) {
         ("$1", "$2", "$3")
     }
+}
+
+mod outbox_store {
+    crate::outbox::define_outbox!(sqlx::Postgres, crate::outbox::CLAIM_POSTGRES);
 }
 
 mod template_store {
@@ -488,6 +497,10 @@ impl Store for PostgresStore {
 
     fn template_registry(&self) -> &dyn TemplateRegistry {
         &self.templates
+    }
+
+    fn outbox(&self) -> &dyn Outbox {
+        &self.outbox
     }
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {

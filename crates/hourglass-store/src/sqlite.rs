@@ -15,7 +15,7 @@ use sqlx::Row;
 use crate::model::*;
 use crate::sqlite_writer::SqliteIngestWriter;
 use crate::window_cache::{count_before, WindowCache};
-use crate::{Store, StoreError, TemplateRegistry};
+use crate::{Outbox, Store, StoreError, TemplateRegistry};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -29,6 +29,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
     templates: template_store::Registry,
+    outbox: outbox_store::Outbox,
 }
 
 impl SqliteStore {
@@ -62,6 +63,10 @@ impl SqliteStore {
         Ok(SqliteStore {
             ingest_writer,
             cache,
+            outbox: outbox_store::Outbox {
+                pool: writer.clone(),
+                read: readers.clone(),
+            },
             templates: template_store::Registry {
                 write: writer.clone(),
                 read: readers.clone(),
@@ -151,6 +156,10 @@ fn thread_row(row: &sqlx::sqlite::SqliteRow) -> ThreadRow {
 }
 
 const THREAD_COLUMNS: &str = "id, phone_number_id, wa_id, user_id, profile_name, last_customer_at, last_reaction_at, last_fep_signal_at";
+
+mod outbox_store {
+    crate::outbox::define_outbox!(sqlx::Sqlite, crate::outbox::CLAIM_SQLITE);
+}
 
 mod template_store {
     crate::templates::define_template_store!(sqlx::Sqlite);
@@ -484,6 +493,10 @@ impl Store for SqliteStore {
 
     fn template_registry(&self) -> &dyn TemplateRegistry {
         &self.templates
+    }
+
+    fn outbox(&self) -> &dyn Outbox {
+        &self.outbox
     }
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {

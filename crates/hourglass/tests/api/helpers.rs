@@ -41,11 +41,21 @@ pub struct FakeMeta {
     calls: Arc<Mutex<Vec<MetaCall>>>,
     /// What `GET /{waba}/message_templates` lists, one item per template.
     templates: Arc<Mutex<Vec<Value>>>,
+    /// Failures to answer the next sends with, in order: HTTP status and Meta's code.
+    failures: Arc<Mutex<std::collections::VecDeque<(u16, i64)>>>,
 }
 
 impl FakeMeta {
     pub fn calls(&self) -> Vec<MetaCall> {
         self.calls.lock().unwrap().clone()
+    }
+
+    /// Makes the next sends fail, one failure each, as Meta would answer them.
+    pub fn fail_next(&self, failures: &[(u16, i64)]) {
+        self.failures
+            .lock()
+            .unwrap()
+            .extend(failures.iter().copied());
     }
 
     /// Sets the templates Meta lists for every WABA.
@@ -88,6 +98,15 @@ async fn fake_send(
             .map(str::to_owned),
         body: body.clone(),
     });
+    if let Some((status, code)) = fake.failures.lock().unwrap().pop_front() {
+        let envelope = hourglass_meta::error_envelope(
+            code,
+            "Injected failure",
+            "injected by the test",
+            "AfakeTrace",
+        );
+        return (StatusCode::from_u16(status).unwrap(), Json(envelope));
+    }
     let to = body["to"].as_str().unwrap_or_default().to_owned();
     (
         StatusCode::OK,

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod bad_input;
+mod outbox;
 mod send_flow;
 mod templates;
 mod window_api;
