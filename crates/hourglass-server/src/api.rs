@@ -205,7 +205,7 @@ pub async fn put_number(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    principal_for_number(&state, &headers, &phone_number_id).await?;
+    let principal = principal_for_number(&state, &headers, &phone_number_id).await?;
     let settings: NumberSettings = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "invalid_body",
@@ -217,6 +217,15 @@ pub async fn put_number(
             .calendars()
             .get(zone)
             .map_err(|m| ApiError::bad_request("invalid_time_zone", m))?;
+    }
+    // Which WABA a number belongs to decides whose templates a key may manage: only an
+    // admin key may say it (Meta's webhooks also tell it).
+    if settings.waba_id.is_some() && principal != Principal::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_key_required",
+            "only an admin API key may set a number's waba_id (Meta's webhooks set it too)",
+        ));
     }
     if settings
         .waba_id

@@ -326,11 +326,9 @@ async fn answer_for(
         OutboxState::Sent => {
             let message_id = row.wamid.clone().unwrap_or_default();
             let mut record = json!({"id": message_id, "direction": "outbound"});
-            if let Some(thread) = state
-                .store()
-                .find_thread(phone_number_id, &row.contact)
-                .await?
-            {
+            // The contact as a thread knows it: a phone number without its `+`.
+            let contact = row.contact.strip_prefix('+').unwrap_or(&row.contact);
+            if let Some(thread) = state.store().find_thread(phone_number_id, contact).await? {
                 let messages = state.store().thread_messages(thread.id).await?;
                 let listed = messages_json(state, &thread, &messages).await?;
                 if let Some(item) = listed["messages"]

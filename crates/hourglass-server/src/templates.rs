@@ -382,7 +382,12 @@ pub async fn create_template(
 ) -> Result<Response, ApiError> {
     let waba_id = waba_for_request(&state, &headers, &query).await?;
     let definition = json_body(&body)?;
-    let findings = lint_template_json(&definition);
+    // A component Hourglass does not model (carousel, limited-time offer) is Meta's to
+    // judge; only Meta's published rules block a creation.
+    let findings: Vec<Finding> = lint_template_json(&definition)
+        .into_iter()
+        .filter(|f| f.rule != "component-unsupported")
+        .collect();
     if !findings.is_empty() {
         let name = definition.get("name").and_then(Value::as_str);
         let listed: Vec<Value> = findings.iter().map(|f| finding_json(name, f)).collect();
@@ -407,6 +412,8 @@ pub async fn create_with_meta(
     waba_id: &str,
     definition: &Value,
 ) -> Result<TemplateRecord, ApiError> {
+    // Meta's verdict (a webhook) follows its answer: the creation is dated before it.
+    let observed = now();
     let answer = state
         .upstream()
         .create_template(waba_id, definition)
@@ -429,7 +436,7 @@ pub async fn create_with_meta(
     if described.get("status").is_none() {
         described["status"] = json!("PENDING");
     }
-    let record = record_from_meta(waba_id, &described, now()).ok_or_else(|| {
+    let record = record_from_meta(waba_id, &described, observed).ok_or_else(|| {
         ApiError::bad_request("invalid_template", "a template needs `name` and `language`")
     })?;
     Ok(state
@@ -471,18 +478,33 @@ pub async fn sync_registry(
                 format!("Meta's template list is not JSON ({e}): the registry was not changed"),
             )
         })?;
-        for item in page["data"].as_array().into_iter().flatten() {
+        // A sync replaces the registry, so a page that cannot be trusted stops it: a
+        // partial list would read as deletions.
+        let invalid = |what: &str| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_invalid",
+                format!(
+                    "Meta's template list {what}: the registry was not changed, retry the sync"
+                ),
+            )
+        };
+        let data = page["data"]
+            .as_array()
+            .ok_or_else(|| invalid("has a page without `data`"))?;
+        for item in data {
             if let Some(record) = record_from_meta(waba_id, item, at) {
                 listed.push(record);
             }
         }
         // Meta: the last page is the one without `paging.next`.
-        let next_cursor = page["paging"]["cursors"]["after"].as_str();
-        match (page["paging"].get("next"), next_cursor) {
-            (Some(next), Some(cursor)) if next.is_string() && Some(cursor) != after.as_deref() => {
-                after = Some(cursor.to_owned());
-            }
-            _ => break,
+        if page["paging"].get("next").is_none_or(Value::is_null) {
+            break;
+        }
+        match page["paging"]["cursors"]["after"].as_str() {
+            Some(cursor) if Some(cursor) != after.as_deref() => after = Some(cursor.to_owned()),
+            Some(_) => return Err(invalid("repeats its `after` cursor")),
+            None => return Err(invalid("has `next` but no `after` cursor")),
         }
         if pages >= 1000 {
             return Err(ApiError::new(
@@ -684,6 +706,32 @@ pub async fn check_template_send(
             .synced_at(&waba_id)
             .await
             .map_err(storage_unavailable)?;
+        // A template created elsewhere since the last sync is new, not unknown: a sync
+        // older than a minute is refreshed once before the template is refused.
+        let synced_at = match synced_at {
+            Some(at) if at.seconds_until(now()) > REGISTRY_FRESH_SECONDS => {
+                match sync_registry(state, &waba_id).await {
+                    Ok(_) => {
+                        if let Some(record) = store
+                            .template_registry()
+                            .template(&waba_id, name, language)
+                            .await
+                            .map_err(storage_unavailable)?
+                        {
+                            return Box::pin(check_known_template(record, name, language, params))
+                                .await;
+                        }
+                        Some(now())
+                    }
+                    // Meta cannot be asked: let Meta decide when the send reaches it.
+                    Err(error) => {
+                        tracing::warn!(message = %error.message, "could not refresh the template registry");
+                        return Ok(unchecked);
+                    }
+                }
+            }
+            other => other,
+        };
         return match synced_at {
             None => Ok(unchecked),
             Some(synced_at) => Err(MetaApiError::new(
@@ -697,6 +745,19 @@ pub async fn check_template_send(
             )),
         };
     };
+    check_known_template(record, name, language, params).await
+}
+
+/// How long a sync is trusted to know every template of its WABA.
+const REGISTRY_FRESH_SECONDS: i64 = 60;
+
+/// The checks of a send of a template the registry knows.
+async fn check_known_template(
+    record: TemplateRecord,
+    name: &str,
+    language: &str,
+    params: Result<RenderParams, String>,
+) -> Result<CheckedTemplate, MetaApiError> {
     match record.status.as_deref() {
         Some("PAUSED") => {
             return Err(MetaApiError::new(
@@ -739,19 +800,21 @@ pub async fn check_template_send(
         .as_deref()
         .and_then(TemplateCategory::parse)
         .map(TemplateCategory::message_category);
-    let Some(definition) = definition_of(&record) else {
-        return Ok(CheckedTemplate {
-            category,
-            rendered: None,
-        });
+    let unchecked = CheckedTemplate {
+        category,
+        rendered: None,
     };
-    let params = params.map_err(|e| {
-        MetaApiError::new(
-            hourglass_meta::send::INVALID_PARAMETER.0,
-            hourglass_meta::send::INVALID_PARAMETER.1,
-            e,
-        )
-    })?;
+    // Parameters are checked only where Hourglass models the whole template and the whole
+    // send: a Flow button, a carousel or a limited-time offer is Meta's to judge.
+    let Some(definition) = definition_of(&record) else {
+        return Ok(unchecked);
+    };
+    if has_unmodelled_components(&record) {
+        return Ok(unchecked);
+    }
+    let Ok(params) = params else {
+        return Ok(unchecked);
+    };
     let rendered = render(&definition, &params).map_err(|error| {
         let (code, title) = render_error_code(&error);
         MetaApiError::new(
@@ -764,6 +827,18 @@ pub async fn check_template_send(
         category,
         rendered: Some(rendered),
     })
+}
+
+fn has_unmodelled_components(record: &TemplateRecord) -> bool {
+    let Some(value) = record
+        .definition
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+    else {
+        return false;
+    };
+    parse_template_definition(&value)
+        .is_ok_and(|(_, findings)| findings.iter().any(|f| f.rule == "component-unsupported"))
 }
 
 fn since(at: Option<Instant>) -> String {

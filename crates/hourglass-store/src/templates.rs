@@ -21,20 +21,50 @@ use crate::model::*;
 /// Columns of `templates`, in the order [`template_from_row`] reads them.
 pub(crate) const TEMPLATE_COLUMNS: &str = "waba_id, name, language, meta_template_id, category, status, status_reason, quality, definition, status_at, category_at, quality_at, updated_at";
 
-/// Inserts or replaces a whole template row.
+/// Inserts a template, or updates it field by field: status, category and quality each
+/// take the incoming value only when it is at least as new as the stored one (a NULL
+/// incoming value keeps the stored one), so a sync and a webhook racing each other
+/// cannot undo the newer word whichever commits last.
 pub(crate) const UPSERT_TEMPLATE: &str = "INSERT INTO templates (waba_id, name, language, meta_template_id, category, status, status_reason, quality, definition, status_at, category_at, quality_at, updated_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
      ON CONFLICT (waba_id, name, language) DO UPDATE SET
-       meta_template_id = excluded.meta_template_id, category = excluded.category,
-       status = excluded.status, status_reason = excluded.status_reason,
-       quality = excluded.quality, definition = excluded.definition,
-       status_at = excluded.status_at, category_at = excluded.category_at,
-       quality_at = excluded.quality_at, updated_at = excluded.updated_at";
+       meta_template_id = COALESCE(excluded.meta_template_id, templates.meta_template_id),
+       definition = COALESCE(excluded.definition, templates.definition),
+       status = CASE WHEN excluded.status IS NULL OR templates.status_at > excluded.status_at THEN templates.status ELSE excluded.status END,
+       status_reason = CASE WHEN excluded.status IS NULL OR templates.status_at > excluded.status_at THEN templates.status_reason ELSE excluded.status_reason END,
+       status_at = CASE WHEN excluded.status IS NULL OR templates.status_at > excluded.status_at THEN templates.status_at ELSE excluded.status_at END,
+       category = CASE WHEN excluded.category IS NULL OR templates.category_at > excluded.category_at THEN templates.category ELSE excluded.category END,
+       category_at = CASE WHEN excluded.category IS NULL OR templates.category_at > excluded.category_at THEN templates.category_at ELSE excluded.category_at END,
+       quality = CASE WHEN excluded.quality IS NULL OR templates.quality_at > excluded.quality_at THEN templates.quality ELSE excluded.quality END,
+       quality_at = CASE WHEN excluded.quality IS NULL OR templates.quality_at > excluded.quality_at THEN templates.quality_at ELSE excluded.quality_at END,
+       updated_at = CASE WHEN templates.updated_at > excluded.updated_at THEN templates.updated_at ELSE excluded.updated_at END";
+
+/// A creation's answer (`PENDING`, usually) fills status and category only where Meta
+/// has not said anything yet: its review verdict may arrive, by webhook, before the
+/// creation is recorded.
+pub(crate) const UPSERT_CREATED_TEMPLATE: &str = "INSERT INTO templates (waba_id, name, language, meta_template_id, category, status, status_reason, quality, definition, status_at, category_at, quality_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+     ON CONFLICT (waba_id, name, language) DO UPDATE SET
+       meta_template_id = COALESCE(excluded.meta_template_id, templates.meta_template_id),
+       definition = COALESCE(excluded.definition, templates.definition),
+       status = COALESCE(templates.status, excluded.status),
+       status_reason = CASE WHEN templates.status IS NULL THEN excluded.status_reason ELSE templates.status_reason END,
+       status_at = COALESCE(templates.status_at, excluded.status_at),
+       category = COALESCE(templates.category, excluded.category),
+       category_at = COALESCE(templates.category_at, excluded.category_at),
+       quality = COALESCE(templates.quality, excluded.quality),
+       quality_at = COALESCE(templates.quality_at, excluded.quality_at),
+       updated_at = excluded.updated_at";
+
+/// Removes a template a sync no longer found, unless something told us about it after
+/// the list was taken (`$4`).
+pub(crate) const DELETE_UNLISTED_TEMPLATE: &str =
+    "DELETE FROM templates WHERE waba_id = $1 AND name = $2 AND language = $3 AND updated_at <= $4";
 
 pub(crate) const INSERT_TEMPLATE_EVENT: &str = "INSERT INTO template_events (waba_id, meta_template_id, name, language, kind, value, previous, reason, at, source)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
 
-/// A webhook's change to a template named by name and language: creates the row when
+/// A webhook's change to a template named by name and language (both present): creates the row when
 /// Meta's webhook is the first word about it, and leaves a newer value alone.
 /// `$1` waba, `$2` name, `$3` language, `$4` Meta's id ('' if unknown), `$5` value, then
 /// for a status `$6` reason and `$7` instant, else `$6` instant.
@@ -132,7 +162,7 @@ pub(crate) fn apply_change_sqlite(
         return Ok(false);
     }
     let is_status = change.kind == TemplateChangeKind::Status;
-    if !name.is_empty() {
+    if !name.is_empty() && !language.is_empty() {
         let mut statement =
             tx.prepare_cached(&numbered_for_rusqlite(upsert_change_by_name(change.kind)))?;
         if is_status {
@@ -192,7 +222,7 @@ pub(crate) async fn apply_change_postgres(
         return Ok(false);
     }
     let reason = (change.kind == TemplateChangeKind::Status).then_some(&change.reason);
-    let query = if !name.is_empty() {
+    let query = if !name.is_empty() && !language.is_empty() {
         sqlx::query(upsert_change_by_name(change.kind))
             .bind(&change.waba_id)
             .bind(name)
@@ -308,6 +338,25 @@ pub(crate) fn merge_template(
     (merged, changes)
 }
 
+/// Whether two rows say the same about a template (their instants aside).
+fn same_content(a: &TemplateRecord, b: &TemplateRecord) -> bool {
+    (
+        &a.meta_template_id,
+        &a.status,
+        &a.status_reason,
+        &a.category,
+        &a.quality,
+        &a.definition,
+    ) == (
+        &b.meta_template_id,
+        &b.status,
+        &b.status_reason,
+        &b.category,
+        &b.quality,
+        &b.definition,
+    )
+}
+
 /// What a sync writes: every template Meta listed (merged with what the registry
 /// knows), the ones Meta no longer lists, and the history entries.
 pub(crate) struct SyncPlan {
@@ -338,7 +387,7 @@ pub(crate) fn plan_sync(
             merge_template(before.as_ref(), incoming, TemplateChangeSource::Sync);
         match &before {
             None => plan.report.added += 1,
-            Some(b) if *b != merged => plan.report.changed += 1,
+            Some(b) if !same_content(b, &merged) => plan.report.changed += 1,
             Some(_) => plan.report.unchanged += 1,
         }
         plan.changes.extend(changes);
@@ -401,10 +450,11 @@ macro_rules! define_template_store {
 
         async fn upsert_template(
             conn: &mut <$db as sqlx::Database>::Connection,
+            sql: &'static str,
             t: &TemplateRecord,
         ) -> Result<(), sqlx::Error> {
             let secs = |v: Option<Instant>| v.map(|i| i.unix_seconds());
-            sqlx::query(UPSERT_TEMPLATE)
+            sqlx::query(sql)
                 .bind(&t.waba_id)
                 .bind(&t.name)
                 .bind(&t.language)
@@ -491,17 +541,21 @@ macro_rules! define_template_store {
             listed: &[TemplateRecord],
             at: Instant,
         ) -> Result<TemplateSyncReport, StoreError> {
-            let mut tx = self.write.begin().await?;
-            let existing = load_templates(&mut tx, waba_id).await?;
+            // Read first, outside the transaction, which then only writes: the guarded
+            // upserts keep whatever a concurrent webhook wrote that is newer, and a
+            // write-only transaction never has to upgrade a stale SQLite snapshot.
+            let existing = load_templates(&mut *self.write.acquire().await?, waba_id).await?;
             let plan = plan_sync(existing, listed, at);
+            let mut tx = self.write.begin().await?;
             for t in &plan.upserts {
-                upsert_template(&mut tx, t).await?;
+                upsert_template(&mut tx, UPSERT_TEMPLATE, t).await?;
             }
             for t in &plan.removals {
-                sqlx::query("DELETE FROM templates WHERE waba_id = $1 AND name = $2 AND language = $3")
+                sqlx::query(DELETE_UNLISTED_TEMPLATE)
                     .bind(&t.waba_id)
                     .bind(&t.name)
                     .bind(&t.language)
+                    .bind(at.unix_seconds())
                     .execute(&mut *tx)
                     .await?;
             }
@@ -526,16 +580,32 @@ macro_rules! define_template_store {
             template: &TemplateRecord,
             source: TemplateChangeSource,
         ) -> Result<TemplateRecord, StoreError> {
+            let existing = load_template(
+                &mut *self.write.acquire().await?,
+                &template.waba_id,
+                &template.name,
+                &template.language,
+            )
+            .await?;
+            let (_, changes) = merge_template(existing.as_ref(), template, source);
+            let sql = match source {
+                TemplateChangeSource::Create => UPSERT_CREATED_TEMPLATE,
+                _ => UPSERT_TEMPLATE,
+            };
             let mut tx = self.write.begin().await?;
-            let existing =
-                load_template(&mut tx, &template.waba_id, &template.name, &template.language).await?;
-            let (merged, changes) = merge_template(existing.as_ref(), template, source);
-            upsert_template(&mut tx, &merged).await?;
+            upsert_template(&mut tx, sql, template).await?;
             for change in &changes {
                 insert_event(&mut tx, change).await?;
             }
             tx.commit().await?;
-            Ok(merged)
+            load_template(
+                &mut *self.write.acquire().await?,
+                &template.waba_id,
+                &template.name,
+                &template.language,
+            )
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a template vanished as it was saved".into()))
         }
 
         async fn delete_templates(
@@ -545,12 +615,12 @@ macro_rules! define_template_store {
             language: Option<&str>,
             at: Instant,
         ) -> Result<Vec<TemplateRecord>, StoreError> {
-            let mut tx = self.write.begin().await?;
-            let gone: Vec<TemplateRecord> = load_templates(&mut tx, waba_id)
+            let gone: Vec<TemplateRecord> = load_templates(&mut *self.write.acquire().await?, waba_id)
                 .await?
                 .into_iter()
                 .filter(|t| t.name == name && language.is_none_or(|l| l == t.language))
                 .collect();
+            let mut tx = self.write.begin().await?;
             for t in &gone {
                 sqlx::query("DELETE FROM templates WHERE waba_id = $1 AND name = $2 AND language = $3")
                     .bind(waba_id)

@@ -203,7 +203,7 @@ async fn a_paused_template_is_refused_with_132015_and_nothing_is_forwarded(db: D
         .to_owned();
     let paused = template_webhook(
         "message_template_status_update",
-        now() + 1,
+        now() + 5,
         json!({"event": "PAUSED", "message_template_id": template_id.parse::<u64>().unwrap(),
                "message_template_name": "keep_helping", "message_template_language": "en-US",
                "reason": "NONE", "other_info": {"title": "FIRST_PAUSE",
@@ -232,6 +232,11 @@ async fn a_paused_template_is_refused_with_132015_and_nothing_is_forwarded(db: D
     assert_eq!(after.messages, before.messages, "nothing was sent");
     assert_eq!(after.refusals, before.refusals + 2);
 
+    // A sync taken before the pause (Meta's list still says APPROVED) does not undo it.
+    let (code, synced) = app
+        .post_json(&format!("/v1/templates/sync?waba_id={WABA}"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{synced}");
     let (_, template) = app
         .get(&format!("/v1/templates/keep_helping/en_US?waba_id={WABA}"))
         .await;
@@ -431,3 +436,37 @@ async fn parameter_mismatches_get_meta_codes_and_never_reach_meta(db: Db) {
     app.cleanup().await;
 }
 on_both_databases!(parameter_mismatches_get_meta_codes_and_never_reach_meta);
+
+/// Which WABA a number belongs to decides whose templates a key may manage: a key scoped
+/// to a number can neither claim another WABA for it nor see another WABA's registry.
+async fn a_scoped_key_cannot_reach_another_wabas_templates(db: Db) {
+    let app = spawn_app_with(db, with_sandbox).await;
+    app.customer_writes(CONTACT, "wamid.IN1", now() - 60, false)
+        .await;
+    let scoped = hourglass_server::auth::create_key(
+        app.store.as_ref(),
+        "scoped",
+        Some(vec![NUMBER.to_owned()]),
+        hourglass_server::time::now(),
+    )
+    .await
+    .unwrap();
+    let response = app
+        .client
+        .put(format!("{}/v1/numbers/{NUMBER}", app.base))
+        .bearer_auth(&scoped)
+        .json(&json!({"waba_id": "999999999"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let (code, _) = app
+        .get_with_key("/v1/templates?waba_id=999999999", Some(&scoped))
+        .await;
+    assert_eq!(code, 404);
+    let (code, own) = app.get_with_key("/v1/templates", Some(&scoped)).await;
+    assert_eq!(code, 200, "{own}");
+    assert_eq!(own["waba_id"], WABA);
+    app.cleanup().await;
+}
+on_both_databases!(a_scoped_key_cannot_reach_another_wabas_templates);
