@@ -446,6 +446,8 @@ pub struct StatusParams<'a> {
     pub conversation: Option<ConversationParams<'a>>,
     /// How the message is priced, when Meta says (it does not on `read` since v24).
     pub pricing: Option<PricingParams<'a>>,
+    /// The sender's `biz_opaque_callback_data`, which Meta echoes on every status.
+    pub biz_opaque_callback_data: Option<&'a str>,
 }
 
 /// The `conversation` object of a status, for [`StatusParams`].
@@ -486,6 +488,9 @@ pub fn build_status_webhook(params: &StatusParams<'_>) -> Value {
     });
     if let Some(user_id) = params.recipient_user_id {
         status["recipient_user_id"] = json!(user_id);
+    }
+    if let Some(data) = params.biz_opaque_callback_data {
+        status["biz_opaque_callback_data"] = json!(data);
     }
     if let Some(conversation) = &params.conversation {
         let mut object = json!({"id": conversation.id});

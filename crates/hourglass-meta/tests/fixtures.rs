@@ -615,6 +615,7 @@ fn build_status_webhook_reproduces_the_status_fixtures() {
             origin_type: "marketing",
             expiration_timestamp: Some(1_750_116_480),
         }),
+        biz_opaque_callback_data: None,
         pricing: Some(PricingParams {
             billable: true,
             pricing_model: "PMP",
@@ -631,6 +632,7 @@ fn build_status_webhook_reproduces_the_status_fixtures() {
         status: "delivered",
         timestamp: 1_750_030_080,
         conversation: None,
+        biz_opaque_callback_data: None,
         pricing: Some(PricingParams {
             billable: false,
             pricing_model: "PMP",
@@ -648,6 +650,7 @@ fn build_status_webhook_reproduces_the_status_fixtures() {
         status: "read",
         timestamp: 1_750_030_190,
         conversation: None,
+        biz_opaque_callback_data: None,
         pricing: None,
         ..base.clone()
     };
@@ -663,6 +666,7 @@ fn build_status_webhook_reproduces_the_status_fixtures() {
             origin_type: "referral_conversion",
             expiration_timestamp: Some(1_750_289_273),
         }),
+        biz_opaque_callback_data: None,
         pricing: Some(PricingParams {
             billable: false,
             pricing_model: "PMP",
@@ -693,6 +697,7 @@ fn build_status_webhook_reproduces_the_conversation_based_fixture() {
             origin_type: "service",
             expiration_timestamp: Some(1_698_339_900),
         }),
+        biz_opaque_callback_data: None,
         pricing: Some(PricingParams {
             billable: true,
             pricing_model: "CBP",

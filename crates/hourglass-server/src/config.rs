@@ -65,6 +65,9 @@ pub struct Config {
 pub struct OutboxConfig {
     /// How long a worker's claim on a message lasts; a worker that dies lets go after it.
     pub lease_seconds: i64,
+    /// After a claim expired, how long to wait for a status webhook saying Meta accepted
+    /// the attempt that was cut short, before sending again.
+    pub reconcile_seconds: i64,
     /// The first retry's delay; each further retry doubles it, up to
     /// `retry_max_delay_seconds`. (Meta's pair rate limit, 131056, waits 4^n seconds.)
     pub retry_base_seconds: i64,
@@ -130,6 +133,7 @@ impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
             lease_seconds: 60,
+            reconcile_seconds: 30,
             retry_base_seconds: 2,
             retry_max_delay_seconds: 900,
             max_attempts: 12,

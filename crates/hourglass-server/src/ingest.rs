@@ -353,6 +353,10 @@ fn status_item(number: &NumberRef, s: &Status, received_at: Instant) -> IngestIt
         pricing: s.raw.get("pricing").map(Value::to_string),
         conversation: s.raw.get("conversation").map(Value::to_string),
         errors: s.raw.get("errors").map(Value::to_string),
+        outbox_id: s
+            .biz_opaque_callback_data
+            .as_deref()
+            .and_then(crate::outbox::outbox_id_of_callback),
     }
 }
 

@@ -22,6 +22,20 @@ use crate::cloud_api::{check_and_forward, contact_of};
 use crate::config::OutboxConfig;
 use crate::time::now;
 
+/// What the outbox attaches to a message as `biz_opaque_callback_data`, which Meta echoes
+/// on its status webhooks: `hourglass-outbox:{id}`. A status bearing it proves Meta
+/// accepted the message, even if the process that sent it died before it could record
+/// Meta's answer; the ingest path then finishes the row as sent, and it is not sent again.
+pub const OUTBOX_CALLBACK_PREFIX: &str = "hourglass-outbox:";
+
+pub fn outbox_callback(id: i64) -> String {
+    format!("{OUTBOX_CALLBACK_PREFIX}{id}")
+}
+
+pub fn outbox_id_of_callback(data: &str) -> Option<i64> {
+    data.strip_prefix(OUTBOX_CALLBACK_PREFIX)?.parse().ok()
+}
+
 /// Meta's error codes worth retrying (Meta: "Error codes"): throughput (130429), pair
 /// rate limit (131056), "Something went wrong" (131000), "Service unavailable" (131016),
 /// and 1 / 2 (API unknown / service temporarily unavailable). Every other code is final:
@@ -190,7 +204,12 @@ pub async fn run(state: AppState) {
         let claimed = state
             .store()
             .outbox()
-            .claim_due(now(), settings.lease_seconds, settings.batch)
+            .claim_due(
+                now(),
+                settings.lease_seconds,
+                settings.reconcile_seconds,
+                settings.batch,
+            )
             .await;
         match claimed {
             Ok(rows) if !rows.is_empty() => {
@@ -218,11 +237,26 @@ pub async fn run(state: AppState) {
     }
 }
 
+/// The stored request with the outbox's callback data attached (unless the request
+/// brought its own), so that Meta's statuses name the row.
+fn with_callback(row: &OutboxRow) -> Vec<u8> {
+    match serde_json::from_str::<Value>(&row.body) {
+        Ok(Value::Object(mut request)) => {
+            request
+                .entry("biz_opaque_callback_data")
+                .or_insert_with(|| Value::String(outbox_callback(row.id)));
+            Value::Object(request).to_string().into_bytes()
+        }
+        _ => row.body.clone().into_bytes(),
+    }
+}
+
 /// One attempt at one claimed message.
 async fn attempt(state: &AppState, row: OutboxRow) {
     let settings = &state.config().outbox;
     let not_sent = |code, details: String| Attempt::NotSent { code, details };
-    let result = match parse_send_request(row.body.as_bytes()) {
+    let body = with_callback(&row);
+    let result = match parse_send_request(&body) {
         Err(error) => not_sent(
             100,
             format!("the stored request is not a Cloud API send: {error}"),
@@ -235,7 +269,7 @@ async fn attempt(state: &AppState, row: OutboxRow) {
                     state,
                     &version,
                     &row.phone_number_id,
-                    row.body.as_bytes(),
+                    &body,
                     &request,
                     contact,
                 )

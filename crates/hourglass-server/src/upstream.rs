@@ -433,9 +433,20 @@ impl Sandbox {
         });
         let recipient = wa_id.unwrap_or_default();
         let phone_number_id = phone_number_id.to_owned();
+        // Meta echoes the sender's opaque callback data on every status.
+        let callback = request
+            .raw
+            .get("biz_opaque_callback_data")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         tokio::spawn(async move {
-            self.report_statuses(&phone_number_id, &message_id, &recipient)
-                .await;
+            self.report_statuses(
+                &phone_number_id,
+                &message_id,
+                &recipient,
+                callback.as_deref(),
+            )
+            .await;
         });
         UpstreamResponse {
             status: 200,
@@ -443,7 +454,13 @@ impl Sandbox {
         }
     }
 
-    async fn report_statuses(&self, phone_number_id: &str, message_id: &str, recipient: &str) {
+    async fn report_statuses(
+        &self,
+        phone_number_id: &str,
+        message_id: &str,
+        recipient: &str,
+        callback: Option<&str>,
+    ) {
         let mut steps = vec![
             (0u64, "sent"),
             (self.settings.delivered_after_ms, "delivered"),
@@ -470,6 +487,7 @@ impl Sandbox {
                 status,
                 timestamp: now().unix_seconds(),
                 conversation: None,
+                biz_opaque_callback_data: callback,
                 pricing: None,
             });
             self.post_webhook(payload.to_string().into_bytes()).await;

@@ -561,7 +561,29 @@ macro_rules! define_batch_ingest {
                 insert.build().execute(&mut *conn).await?;
             }
 
-            // 8. Template changes: rare, and each may depend on the one before it (a
+            // 8. Outbox messages whose statuses say Meta accepted them (see `outbox`).
+            let mut reconciled: Vec<(i64, &str, &str, i64)> = items
+                .iter()
+                .filter_map(|(_, item)| match item {
+                    IngestItem::Status { outbox_id: Some(id), message_id, number, timestamp, .. } => {
+                        Some((*id, message_id.as_str(), number.phone_number_id.as_str(), timestamp.unix_seconds()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            reconciled.sort();
+            reconciled.dedup_by_key(|r| r.0);
+            for (id, wamid, number, at) in reconciled {
+                sqlx::query(crate::outbox::RECONCILE_FROM_STATUS)
+                    .bind(id)
+                    .bind(wamid)
+                    .bind(number)
+                    .bind(at)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+
+            // 9. Template changes: rare, and each may depend on the one before it (a
             // status, then the category of the same template), so one at a time.
             for (_, item) in items.iter() {
                 if let IngestItem::TemplateChange(change) = item {

@@ -199,11 +199,13 @@ pub trait Outbox: Send + Sync {
     /// key.
     async fn enqueue(&self, message: &NewOutboxMessage) -> Result<Enqueued, StoreError>;
 
-    /// Claims up to `limit` due rows for `lease_seconds`: each claim is an attempt.
+    /// Claims up to `limit` due rows for `lease_seconds`: each claim is an attempt. A row
+    /// whose lease expired is claimed again only `reconcile_seconds` later.
     async fn claim_due(
         &self,
         now: Instant,
         lease_seconds: i64,
+        reconcile_seconds: i64,
         limit: u32,
     ) -> Result<Vec<OutboxRow>, StoreError>;
 

@@ -59,6 +59,10 @@ pub enum IngestItem {
         pricing: Option<String>,
         conversation: Option<String>,
         errors: Option<String>,
+        /// The outbox message this status answers, when Hourglass sent it (Meta echoes
+        /// the `biz_opaque_callback_data` the outbox attached): proof that Meta accepted
+        /// it, whatever happened to the process that sent it.
+        outbox_id: Option<i64>,
     },
     /// A change of a template's status, category or quality, from Meta's template
     /// webhooks (`message_template_status_update`, `template_category_update`,

@@ -13,21 +13,39 @@ use hourglass_core::Instant;
 pub(crate) const OUTBOX_COLUMNS: &str = "id, phone_number_id, contact, idempotency_key, request_sha256, body, state, attempts, next_attempt_at, lease_until, created_at, send_at, finished_at, wamid, error_code, error_message";
 
 /// Claims due rows: queued ones whose instant has come, and sending ones whose lease
-/// expired. `$1` now, `$2` lease seconds, `$3` how many.
+/// expired more than `$4` seconds ago (time for a status webhook to say that Meta did
+/// accept the attempt that was cut short). `$1` now, `$2` lease seconds, `$3` how many.
 pub(crate) const CLAIM_SQLITE: &str = "UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until = $1 + $2
      WHERE id IN (SELECT id FROM outbox
                    WHERE state IN ('queued', 'sending') AND next_attempt_at <= $1
-                     AND (state = 'queued' OR lease_until <= $1)
+                     AND (state = 'queued' OR lease_until <= $1 - $4)
                    ORDER BY next_attempt_at, id LIMIT $3)
      RETURNING id, phone_number_id, contact, idempotency_key, request_sha256, body, state, attempts, next_attempt_at, lease_until, created_at, send_at, finished_at, wamid, error_code, error_message";
 
 pub(crate) const CLAIM_POSTGRES: &str = "UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until = $1 + $2
      WHERE id IN (SELECT id FROM outbox
                    WHERE state IN ('queued', 'sending') AND next_attempt_at <= $1
-                     AND (state = 'queued' OR lease_until <= $1)
+                     AND (state = 'queued' OR lease_until <= $1 - $4)
                    ORDER BY next_attempt_at, id LIMIT $3
                    FOR UPDATE SKIP LOCKED)
      RETURNING id, phone_number_id, contact, idempotency_key, request_sha256, body, state, attempts, next_attempt_at, lease_until, created_at, send_at, finished_at, wamid, error_code, error_message";
+
+/// Finishes an outbox row from a status webhook that carries its callback data: Meta
+/// accepted the message with id `$2`. Only a row of the same number, not already
+/// holding another message id, is touched. `$1` outbox id, `$3` number, `$4` instant.
+pub(crate) const RECONCILE_FROM_STATUS: &str = "UPDATE outbox SET
+       wamid = $2,
+       finished_at = COALESCE(finished_at, $4),
+       state = CASE WHEN state IN ('queued', 'sending') THEN 'sent' ELSE state END,
+       lease_until = NULL
+     WHERE id = $1 AND phone_number_id = $3 AND (wamid IS NULL OR wamid = $2)
+       AND state IN ('queued', 'sending', 'sent')";
+
+/// rusqlite binds by position, and SQLite numbers `$N` by first appearance: the ingest
+/// writer uses `?N`.
+pub(crate) fn numbered_for_rusqlite(sql: &str) -> String {
+    sql.replace('$', "?")
+}
 
 /// A message to enqueue.
 #[derive(Clone, Debug)]
@@ -212,12 +230,14 @@ macro_rules! define_outbox {
                 &self,
                 now: Instant,
                 lease_seconds: i64,
+                reconcile_seconds: i64,
                 limit: u32,
             ) -> Result<Vec<OutboxRow>, StoreError> {
                 let rows = sqlx::query($claim)
                     .bind(now.unix_seconds())
                     .bind(lease_seconds)
                     .bind(i64::from(limit))
+                    .bind(reconcile_seconds)
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter().map(outbox_from_row).collect()
@@ -230,10 +250,11 @@ macro_rules! define_outbox {
                 outcome: &OutboxOutcome,
             ) -> Result<bool, StoreError> {
                 let query = match outcome {
+                    // A status webhook may have finished the row first (`sent`).
                     OutboxOutcome::Sent { wamid, at } => sqlx::query(
-                        "UPDATE outbox SET state = 'sent', wamid = $3, finished_at = $4, lease_until = NULL,
-                                           error_code = NULL, error_message = NULL
-                         WHERE id = $1 AND attempts = $2 AND state = 'sending'",
+                        "UPDATE outbox SET state = 'sent', wamid = $3, finished_at = COALESCE(finished_at, $4),
+                                           lease_until = NULL, error_code = NULL, error_message = NULL
+                         WHERE id = $1 AND attempts = $2 AND state IN ('sending', 'sent')",
                     )
                     .bind(id)
                     .bind(attempt)

@@ -289,8 +289,20 @@ fn ingest_batch(
                     pricing,
                     conversation,
                     errors,
+                    outbox_id,
                     ..
                 } => {
+                    if let Some(outbox_id) = outbox_id {
+                        tx.prepare_cached(&crate::outbox::numbered_for_rusqlite(
+                            crate::outbox::RECONCILE_FROM_STATUS,
+                        ))?
+                        .execute(params![
+                            outbox_id,
+                            message_id,
+                            number.phone_number_id,
+                            timestamp.unix_seconds()
+                        ])?;
+                    }
                     let inserted = tx
                         .prepare_cached(
                             "INSERT INTO statuses (wamid, status, timestamp, category, fep_expires_at, pricing, conversation, errors)

@@ -130,11 +130,7 @@ pub(crate) fn event_key(change: &TemplateChange) -> (&str, &str, &str) {
     )
 }
 
-/// SQLite itself numbers `$N` parameters by first appearance (sqlx reads the digits, but
-/// rusqlite does not): the ingest writer binds by position, so it uses `?N`.
-fn numbered_for_rusqlite(sql: &str) -> String {
-    sql.replace('$', "?")
-}
+use crate::outbox::numbered_for_rusqlite;
 
 /// Applies a webhook's template change inside the SQLite ingest writer's transaction.
 pub(crate) fn apply_change_sqlite(

@@ -121,6 +121,7 @@ pub async fn run(
                     status,
                     timestamp: at,
                     conversation: None,
+                    biz_opaque_callback_data: None,
                     pricing: None,
                 });
                 sandbox.post_webhook(payload.to_string().into_bytes()).await;

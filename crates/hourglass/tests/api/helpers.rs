@@ -270,6 +270,7 @@ impl TestApp {
             status,
             timestamp,
             conversation: None,
+            biz_opaque_callback_data: None,
             pricing: None,
         });
         let response = self.post_webhook(&payload).await;
