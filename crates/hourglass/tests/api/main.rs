@@ -5,6 +5,7 @@ mod helpers;
 
 mod bad_input;
 mod outbox;
+mod pywa;
 mod send_flow;
 mod templates;
 mod window_api;
