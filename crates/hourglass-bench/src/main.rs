@@ -638,6 +638,7 @@ async fn seed_deliveries(
                                     entry_point: hourglass_core::EntryPoint::Organic,
                                     is_reaction: false,
                                     counts_for_window: true,
+                                    forward: None,
                                     raw: m.raw.to_string(),
                                 });
                             }

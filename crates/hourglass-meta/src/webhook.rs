@@ -948,6 +948,55 @@ fn parse_call(raw: Value) -> Item<Call> {
     }
 }
 
+/// One item of a `messages` or `calls` change, alone in Meta's envelope, as Hourglass
+/// forwards it: several clients read only the first item of a payload
+/// (whatsapp-api-js), so each forwarded request carries exactly one. `value` is the
+/// change's value as received (its `messaging_product` and `metadata` are kept); `list`
+/// is `messages`, `statuses` or `calls`; `contact` is the sender's entry of `contacts`.
+pub fn single_item_webhook(
+    waba_id: &str,
+    field: &str,
+    value: &Value,
+    list: &str,
+    item: &Value,
+    contact: Option<&Value>,
+) -> Vec<u8> {
+    let mut one = serde_json::Map::new();
+    one.insert(
+        "messaging_product".into(),
+        value
+            .get("messaging_product")
+            .cloned()
+            .unwrap_or_else(|| Value::String("whatsapp".into())),
+    );
+    if let Some(metadata) = value.get("metadata") {
+        one.insert("metadata".into(), metadata.clone());
+    }
+    if let Some(contact) = contact {
+        one.insert("contacts".into(), Value::Array(vec![contact.clone()]));
+    }
+    one.insert(list.into(), Value::Array(vec![item.clone()]));
+    serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": waba_id, "changes": [{"value": Value::Object(one), "field": field}]}]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The entry of a change's raw `contacts` that names the sender (`wa_id` or `user_id`).
+pub fn sender_contact<'v>(
+    value: &'v Value,
+    from: Option<&str>,
+    from_user_id: Option<&str>,
+) -> Option<&'v Value> {
+    value.get("contacts")?.as_array()?.iter().find(|c| {
+        let wa_id = c.get("wa_id").and_then(Value::as_str);
+        let user_id = c.get("user_id").and_then(Value::as_str);
+        (from.is_some() && wa_id == from) || (from_user_id.is_some() && user_id == from_user_id)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

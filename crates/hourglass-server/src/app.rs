@@ -16,12 +16,13 @@ use hourglass_store::Store;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, UpstreamConfig};
+use crate::forwarding::ForwardingSwitch;
 use crate::ingest::IngestQueue;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxWorker;
 use crate::time::Calendars;
 use crate::upstream::{GraphApi, Sandbox, Upstream};
-use crate::{api, cloud_api, send_api, templates, webhook};
+use crate::{api, cloud_api, send_api, subscriptions, templates, webhook};
 
 struct Inner {
     config: Config,
@@ -31,6 +32,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     calendars: Calendars,
     outbox_worker: OutboxWorker,
+    forwarding: ForwardingSwitch,
 }
 
 /// Everything a request handler may use, passed explicitly.
@@ -58,6 +60,13 @@ impl AppState {
     }
     pub fn outbox_worker(&self) -> &OutboxWorker {
         &self.0.outbox_worker
+    }
+    pub fn forwarding(&self) -> &ForwardingSwitch {
+        &self.0.forwarding
+    }
+    /// Whether webhooks should carry payloads to forward (some subscription exists).
+    pub fn forwarding_enabled(&self) -> bool {
+        self.0.forwarding.enabled()
     }
     pub fn rule_settings(&self) -> RuleSettings {
         RuleSettings {
@@ -125,8 +134,13 @@ impl Application {
             metrics,
             calendars: Calendars::default(),
             outbox_worker: OutboxWorker::default(),
+            forwarding: ForwardingSwitch::default(),
         }));
+        // Whether subscriptions exist is known before the first webhook is read.
+        let subscribed = !state.store().forwarding().subscriptions().await?.is_empty();
+        state.forwarding().set(subscribed);
         tokio::spawn(crate::outbox::run(state.clone()));
+        tokio::spawn(crate::forwarding::run(state.clone()));
         let router = router(state.clone());
         Ok(Application {
             listener,
@@ -203,6 +217,19 @@ fn router(state: AppState) -> Router {
             "/v1/templates",
             get(templates::list_templates).post(templates::create_template),
         )
+        .route(
+            "/v1/webhooks",
+            get(subscriptions::list).post(subscriptions::create),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            axum::routing::delete(subscriptions::delete),
+        )
+        .route(
+            "/v1/webhooks/{id}/dead-letters",
+            get(subscriptions::dead_letters),
+        )
+        .route("/v1/webhooks/{id}/replay", post(subscriptions::replay))
         .route("/v1/templates/lint", post(templates::lint_templates))
         .route("/v1/templates/sync", post(templates::sync_templates))
         .route(

@@ -57,6 +57,24 @@ pub struct Config {
     pub ingest_writers: usize,
     pub sandbox: SandboxConfig,
     pub outbox: OutboxConfig,
+    pub forwarding: ForwardingConfig,
+}
+
+/// Forwarded webhooks (`/v1/webhooks`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardingConfig {
+    /// How long an item that cannot be delivered is retried before it becomes a dead
+    /// letter: 7 days, as Meta retries its own webhooks.
+    pub retry_for_seconds: i64,
+}
+
+impl Default for ForwardingConfig {
+    fn default() -> Self {
+        ForwardingConfig {
+            retry_for_seconds: 7 * 86_400,
+        }
+    }
 }
 
 /// The durable outbox behind `POST /v1/numbers/{id}/contacts/{contact}/messages`.
@@ -125,6 +143,7 @@ impl Default for Config {
             ingest_writers: 2,
             sandbox: SandboxConfig::default(),
             outbox: OutboxConfig::default(),
+            forwarding: ForwardingConfig::default(),
         }
     }
 }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use hourglass_core::{EntryPoint, Instant, MessageCategory, StatusKind};
 use hourglass_meta::webhook::{
-    Call, ChangeValue, Contact, InboundMessage, Item, MessageKind, Metadata, Status,
-    StatusKind as WireStatus, TemplateUpdate, TemplateUpdateKind,
+    sender_contact, single_item_webhook, Call, ChangeValue, Contact, InboundMessage, Item,
+    MessageKind, Metadata, Status, StatusKind as WireStatus, TemplateUpdate, TemplateUpdateKind,
 };
 use hourglass_meta::Webhook;
 use hourglass_store::{
-    ContactKey, IngestItem, IngestReport, NumberRef, Store, StoreError, TemplateChange,
-    TemplateChangeKind, TemplateChangeSource, WebhookDelivery,
+    ContactKey, ForwardItem, IngestItem, IngestReport, NumberRef, Store, StoreError,
+    TemplateChange, TemplateChangeKind, TemplateChangeSource, WebhookDelivery,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -27,10 +27,14 @@ const EARLIEST_PLAUSIBLE: i64 = 1_230_768_000; // 2009-01-01T00:00:00Z
 const LATEST_AHEAD_SECONDS: i64 = 86_400;
 
 /// The stored form of one webhook POST: its bytes, and its items converted for storage.
+///
+/// With `forwarding`, each new message, status and call also carries the single-item
+/// payload to forward to subscribed apps.
 pub fn delivery_from_webhook(
     body: &[u8],
     webhook: &Webhook,
     received_at: Instant,
+    forwarding: bool,
 ) -> WebhookDelivery {
     let mut items = Vec::new();
     for entry in &webhook.entries {
@@ -41,7 +45,26 @@ pub fn delivery_from_webhook(
                     for message in &value.messages {
                         items.push(match message {
                             Item::Parsed(m) => {
-                                inbound_item(&number, &value.contacts, m, received_at)
+                                let mut item =
+                                    inbound_item(&number, &value.contacts, m, received_at);
+                                if forwarding {
+                                    let contact = sender_contact(
+                                        &change.raw,
+                                        m.from.as_deref(),
+                                        m.from_user_id.as_deref(),
+                                    );
+                                    attach_forward(&mut item, || {
+                                        single_item_webhook(
+                                            &entry.id,
+                                            "messages",
+                                            &change.raw,
+                                            "messages",
+                                            &m.raw,
+                                            contact,
+                                        )
+                                    });
+                                }
+                                item
                             }
                             Item::Unparsed { raw, reason } => {
                                 unprocessed("messages.messages", reason, raw)
@@ -50,7 +73,22 @@ pub fn delivery_from_webhook(
                     }
                     for status in &value.statuses {
                         items.push(match status {
-                            Item::Parsed(s) => status_item(&number, s, received_at),
+                            Item::Parsed(s) => {
+                                let mut item = status_item(&number, s, received_at);
+                                if forwarding {
+                                    attach_forward(&mut item, || {
+                                        single_item_webhook(
+                                            &entry.id,
+                                            "messages",
+                                            &change.raw,
+                                            "statuses",
+                                            &s.raw,
+                                            None,
+                                        )
+                                    });
+                                }
+                                item
+                            }
                             Item::Unparsed { raw, reason } => {
                                 unprocessed("messages.statuses", reason, raw)
                             }
@@ -78,7 +116,27 @@ pub fn delivery_from_webhook(
                     let number = number_ref(&value.metadata, &entry.id);
                     for call in &value.calls {
                         items.push(match call {
-                            Item::Parsed(c) => call_item(&number, &value.contacts, c, received_at),
+                            Item::Parsed(c) => {
+                                let mut item = call_item(&number, &value.contacts, c, received_at);
+                                if forwarding {
+                                    let contact = sender_contact(
+                                        &change.raw,
+                                        c.from.as_deref(),
+                                        c.from_user_id.as_deref(),
+                                    );
+                                    attach_forward(&mut item, || {
+                                        single_item_webhook(
+                                            &entry.id,
+                                            "calls",
+                                            &change.raw,
+                                            "calls",
+                                            &c.raw,
+                                            contact,
+                                        )
+                                    });
+                                }
+                                item
+                            }
                             Item::Unparsed { raw, reason } => unprocessed("calls", reason, raw),
                         });
                     }
@@ -167,6 +225,46 @@ fn template_change(waba_id: &str, update: &TemplateUpdate, at: Instant) -> Templ
         at,
         source: TemplateChangeSource::Webhook,
     }
+}
+
+/// Gives a stored item the payload to forward (only messages, statuses and calls that
+/// were understood; the rest is kept raw and not forwarded).
+fn attach_forward(item: &mut IngestItem, body: impl FnOnce() -> Vec<u8>) {
+    let (kind, number, contact, slot) = match item {
+        IngestItem::Inbound {
+            number,
+            contact,
+            message_type,
+            forward,
+            ..
+        } => (
+            if message_type == "call" {
+                "calls"
+            } else {
+                "messages"
+            },
+            number,
+            contact,
+            forward,
+        ),
+        IngestItem::Status {
+            number,
+            contact,
+            forward,
+            ..
+        } => ("statuses", number, contact, forward),
+        _ => return,
+    };
+    let who = contact
+        .wa_id
+        .as_deref()
+        .or(contact.user_id.as_deref())
+        .unwrap_or("");
+    *slot = Some(Box::new(ForwardItem {
+        kind,
+        thread_key: format!("{}|{who}", number.phone_number_id),
+        body: body(),
+    }));
 }
 
 fn number_ref(metadata: &Metadata, waba_id: &str) -> NumberRef {
@@ -259,6 +357,7 @@ fn inbound_item(
         // writing: it counts, because refusing a reply Meta would allow is the worse error.
         counts_for_window: m.kind != MessageKind::System,
         raw: m.raw.to_string(),
+        forward: None,
     }
 }
 
@@ -298,6 +397,7 @@ fn call_item(
         is_reaction: false,
         counts_for_window: true,
         raw: c.raw.to_string(),
+        forward: None,
     }
 }
 
@@ -357,6 +457,7 @@ fn status_item(number: &NumberRef, s: &Status, received_at: Instant) -> IngestIt
             .biz_opaque_callback_data
             .as_deref()
             .and_then(crate::outbox::outbox_id_of_callback),
+        forward: None,
     }
 }
 

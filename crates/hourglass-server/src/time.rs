@@ -128,6 +128,16 @@ impl Calendars {
     }
 }
 
+/// A number of seconds as a person would say it: `7 days`, `3 hours`, `90 seconds`.
+pub fn describe_duration(seconds: i64) -> String {
+    match seconds {
+        s if s >= 2 * 86_400 && s % 86_400 == 0 => format!("{} days", s / 86_400),
+        s if s >= 2 * 3600 && s % 3600 == 0 => format!("{} hours", s / 3600),
+        s if s >= 120 && s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

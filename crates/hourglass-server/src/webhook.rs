@@ -100,10 +100,14 @@ pub async fn receive_webhook(
             return plain(StatusCode::BAD_REQUEST, error.to_string());
         }
     };
-    let delivery = delivery_from_webhook(&body, &webhook, now());
+    let forwarding = state.forwarding_enabled();
+    let delivery = delivery_from_webhook(&body, &webhook, now(), forwarding);
     match state.ingest().submit(delivery).await {
         Ok(_) => {
             metrics.webhook(WebhookOutcome::Accepted);
+            if forwarding {
+                state.forwarding().wake();
+            }
             plain(StatusCode::OK, "EVENT_RECEIVED")
         }
         Err(error) => {

@@ -450,17 +450,21 @@ macro_rules! define_batch_ingest {
             let mut outbound: HashMap<String, OutboundChange> = HashMap::new();
             let mut counted_messages: HashSet<&str> = HashSet::new();
             let mut counted_statuses: HashSet<(&str, &str)> = HashSet::new();
+            let mut forwards: Vec<(&String, &Box<crate::ForwardItem>)> = Vec::new();
             for item in &just_items {
                 match item {
                     IngestItem::Inbound {
                         number, contact, profile_name, message_id, timestamp, entry_point,
-                        is_reaction, counts_for_window, ..
+                        is_reaction, counts_for_window, forward, ..
                     } => {
                         if !new_messages.contains(message_id.as_str()) || !counted_messages.insert(message_id) {
                             report.duplicates += 1;
                             continue;
                         }
                         report.messages_new += 1;
+                        if let Some(f) = forward {
+                            forwards.push((&number.phone_number_id, f));
+                        }
                         if *counts_for_window {
                             summaries.entry(thread_id(number, contact)).or_default().add_inbound(
                                 timestamp.unix_seconds(),
@@ -470,13 +474,16 @@ macro_rules! define_batch_ingest {
                             );
                         }
                     }
-                    IngestItem::Status { number, contact, message_id, status, timestamp, category, fep_expires_at, .. } => {
+                    IngestItem::Status { number, contact, message_id, status, timestamp, category, fep_expires_at, forward, .. } => {
                         let key = (message_id.clone(), status_name(*status).to_owned());
                         if !new_statuses.contains(&key) || !counted_statuses.insert((message_id, status_name(*status))) {
                             report.duplicates += 1;
                             continue;
                         }
                         report.statuses_new += 1;
+                        if let Some(f) = forward {
+                            forwards.push((&number.phone_number_id, f));
+                        }
                         let thread = thread_id(number, contact);
                         fold_outbound(
                             &mut outbound, message_id, thread, &number.phone_number_id, *status,
@@ -559,6 +566,19 @@ macro_rules! define_batch_ingest {
                 });
                 insert.push(" ON CONFLICT DO NOTHING");
                 insert.build().execute(&mut *conn).await?;
+            }
+
+            // 8a. Items to forward to subscribed apps (only new items carry one).
+            let received_at = deliveries.iter().map(|d| d.received_at.unix_seconds()).max().unwrap_or(0);
+            for (phone_number_id, forward) in forwards {
+                sqlx::query(crate::forwarding::ENQUEUE_FORWARDS)
+                    .bind(&forward.thread_key)
+                    .bind(forward.kind)
+                    .bind(&forward.body)
+                    .bind(received_at)
+                    .bind(phone_number_id)
+                    .execute(&mut *conn)
+                    .await?;
             }
 
             // 8. Outbox messages whose statuses say Meta accepted them (see `outbox`).

@@ -8,6 +8,7 @@
 //! per-thread summaries current so that a question about now needs no replay.
 
 mod batch;
+mod forwarding;
 mod model;
 mod outbox;
 mod postgres;
@@ -19,6 +20,7 @@ mod window_cache;
 use async_trait::async_trait;
 use hourglass_core::{Instant, ThreadHistory};
 
+pub use forwarding::{ForwardItem, ForwardOutcome, ForwardRow, NewSubscription, Subscription};
 pub use model::*;
 pub use outbox::{Enqueued, NewOutboxMessage, OutboxOutcome, OutboxRow, OutboxState};
 pub use postgres::PostgresStore;
@@ -123,6 +125,9 @@ pub trait Store: Send + Sync + 'static {
     /// The durable outbox of Hourglass's own send API.
     fn outbox(&self) -> &dyn Outbox;
 
+    /// Forwarded webhooks: subscriptions and the items waiting for them.
+    fn forwarding(&self) -> &dyn Forwarding;
+
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, StoreError>;
 
@@ -222,6 +227,50 @@ pub trait Outbox: Send + Sync {
 
     /// The earliest instant at which a row becomes due, if any row is pending.
     async fn next_due(&self) -> Result<Option<Instant>, StoreError>;
+}
+
+/// Forwarded webhooks (see `forwarding`). The ingest writers add the rows; the
+/// forwarding worker claims and finishes them.
+#[async_trait]
+pub trait Forwarding: Send + Sync {
+    async fn create_subscription(&self, new: &NewSubscription) -> Result<Subscription, StoreError>;
+    async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
+    /// Removes a subscription and everything waiting for it.
+    async fn delete_subscription(&self, id: i64) -> Result<bool, StoreError>;
+    /// Claims up to `limit` due items, at most one per subscription and thread (the oldest
+    /// one waiting), for `lease_seconds`.
+    async fn claim_forwards(
+        &self,
+        now: Instant,
+        lease_seconds: i64,
+        limit: u32,
+    ) -> Result<Vec<ForwardRow>, StoreError>;
+    /// `false` when the claim is no longer current.
+    async fn finish_forward(
+        &self,
+        id: i64,
+        attempt: i64,
+        outcome: &ForwardOutcome,
+    ) -> Result<bool, StoreError>;
+    async fn dead_letters(
+        &self,
+        subscription_id: i64,
+        limit: u32,
+    ) -> Result<Vec<ForwardRow>, StoreError>;
+    /// Makes every dead letter of the subscription pending again, with a fresh 7 days.
+    async fn replay_dead_letters(
+        &self,
+        subscription_id: i64,
+        now: Instant,
+    ) -> Result<u64, StoreError>;
+    /// Adds forwards for items read again from stored raw deliveries (a replay), for
+    /// every subscription that wants them.
+    async fn enqueue_forwards(
+        &self,
+        phone_number_id: &str,
+        items: &[ForwardItem],
+        now: Instant,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Opens the store named by `url` and applies its migrations.

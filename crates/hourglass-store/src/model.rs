@@ -44,6 +44,8 @@ pub enum IngestItem {
         /// False for `system` items: they are stored but never open a window.
         counts_for_window: bool,
         raw: String,
+        /// What to forward to subscribed apps, when any subscription exists.
+        forward: Option<Box<crate::ForwardItem>>,
     },
     /// A status of a business message, whoever sent it.
     Status {
@@ -63,6 +65,8 @@ pub enum IngestItem {
         /// the `biz_opaque_callback_data` the outbox attached): proof that Meta accepted
         /// it, whatever happened to the process that sent it.
         outbox_id: Option<i64>,
+        /// What to forward to subscribed apps, when any subscription exists.
+        forward: Option<Box<crate::ForwardItem>>,
     },
     /// A change of a template's status, category or quality, from Meta's template
     /// webhooks (`message_template_status_update`, `template_category_update`,

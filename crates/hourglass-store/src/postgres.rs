@@ -13,12 +13,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use crate::model::*;
-use crate::{Outbox, Store, StoreError, TemplateRegistry};
+use crate::{Forwarding, Outbox, Store, StoreError, TemplateRegistry};
 
 pub struct PostgresStore {
     pool: PgPool,
     templates: template_store::Registry,
     outbox: outbox_store::Outbox,
+    forwarding: forwarding_store::Forwarding,
 }
 
 /// How often a batch is retried after losing a deadlock or a serialization conflict to a
@@ -39,6 +40,10 @@ impl PostgresStore {
             .await
             .map_err(StoreError::Migrate)?;
         Ok(PostgresStore {
+            forwarding: forwarding_store::Forwarding {
+                pool: pool.clone(),
+                read: pool.clone(),
+            },
             outbox: outbox_store::Outbox {
                 pool: pool.clone(),
                 read: pool.clone(),
@@ -178,6 +183,10 @@ mod batch_ingest {
     fn placeholders() -> (&'static str, &'static str, &'static str) {
         ("$1", "$2", "$3")
     }
+}
+
+mod forwarding_store {
+    crate::forwarding::define_forwarding!(sqlx::Postgres, true);
 }
 
 mod outbox_store {
@@ -501,6 +510,10 @@ impl Store for PostgresStore {
 
     fn outbox(&self) -> &dyn Outbox {
         &self.outbox
+    }
+
+    fn forwarding(&self) -> &dyn Forwarding {
+        &self.forwarding
     }
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use sqlx::Row;
 use crate::model::*;
 use crate::sqlite_writer::SqliteIngestWriter;
 use crate::window_cache::{count_before, WindowCache};
-use crate::{Outbox, Store, StoreError, TemplateRegistry};
+use crate::{Forwarding, Outbox, Store, StoreError, TemplateRegistry};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -30,6 +30,7 @@ pub struct SqliteStore {
     readers: SqlitePool,
     templates: template_store::Registry,
     outbox: outbox_store::Outbox,
+    forwarding: forwarding_store::Forwarding,
 }
 
 impl SqliteStore {
@@ -63,6 +64,10 @@ impl SqliteStore {
         Ok(SqliteStore {
             ingest_writer,
             cache,
+            forwarding: forwarding_store::Forwarding {
+                pool: writer.clone(),
+                read: readers.clone(),
+            },
             outbox: outbox_store::Outbox {
                 pool: writer.clone(),
                 read: readers.clone(),
@@ -156,6 +161,10 @@ fn thread_row(row: &sqlx::sqlite::SqliteRow) -> ThreadRow {
 }
 
 const THREAD_COLUMNS: &str = "id, phone_number_id, wa_id, user_id, profile_name, last_customer_at, last_reaction_at, last_fep_signal_at";
+
+mod forwarding_store {
+    crate::forwarding::define_forwarding!(sqlx::Sqlite, false);
+}
 
 mod outbox_store {
     crate::outbox::define_outbox!(sqlx::Sqlite, crate::outbox::CLAIM_SQLITE);
@@ -497,6 +506,10 @@ impl Store for SqliteStore {
 
     fn outbox(&self) -> &dyn Outbox {
         &self.outbox
+    }
+
+    fn forwarding(&self) -> &dyn Forwarding {
+        &self.forwarding
     }
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {

@@ -163,6 +163,25 @@ const MERGE_THREADS_SQLITE: [&str; 4] = [
     "DELETE FROM threads WHERE id = ?2",
 ];
 
+fn enqueue_forward(
+    tx: &rusqlite::Transaction<'_>,
+    phone_number_id: &str,
+    forward: &crate::ForwardItem,
+    at: hourglass_core::Instant,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(&crate::outbox::numbered_for_rusqlite(
+        crate::forwarding::ENQUEUE_FORWARDS,
+    ))?
+    .execute(params![
+        forward.thread_key,
+        forward.kind,
+        forward.body,
+        at.unix_seconds(),
+        phone_number_id
+    ])?;
+    Ok(())
+}
+
 fn ingest_batch(
     conn: &mut Connection,
     deliveries: &[WebhookDelivery],
@@ -245,6 +264,7 @@ fn ingest_batch(
                     is_reaction,
                     counts_for_window,
                     raw,
+                    forward,
                     ..
                 } => {
                     let inserted = tx
@@ -263,6 +283,14 @@ fn ingest_batch(
                         continue;
                     }
                     report.messages_new += 1;
+                    if let Some(forward) = forward {
+                        enqueue_forward(
+                            &tx,
+                            &number.phone_number_id,
+                            forward,
+                            delivery.received_at,
+                        )?;
+                    }
                     if *counts_for_window {
                         tx.prepare_cached(
                             "UPDATE threads SET
@@ -290,6 +318,7 @@ fn ingest_batch(
                     conversation,
                     errors,
                     outbox_id,
+                    forward,
                     ..
                 } => {
                     if let Some(outbox_id) = outbox_id {
@@ -319,6 +348,14 @@ fn ingest_batch(
                     }
                     report.statuses_new += 1;
                     touched.numbers.insert(number.phone_number_id.clone());
+                    if let Some(forward) = forward {
+                        enqueue_forward(
+                            &tx,
+                            &number.phone_number_id,
+                            forward,
+                            delivery.received_at,
+                        )?;
+                    }
                     // A business message sent outside Hourglass is first heard of through its
                     // statuses: they still count.
                     let delivered = matches!(status, StatusKind::Delivered | StatusKind::Read);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hourglass_server::{auth, time, Application, Config};
+use hourglass_server::{auth, subscriptions, time, Application, Config};
 
 #[derive(Parser)]
 #[command(
@@ -38,11 +38,36 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage forwarded webhooks: where Hourglass passes on what Meta sends.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Work with message templates.
     Templates {
         #[command(subcommand)]
         command: TemplatesCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Forward Meta's webhooks to URL, one item per request, signed with SECRET.
+    Add {
+        #[arg(long)]
+        url: String,
+        /// Signs every request (X-Hub-Signature-256), as Meta's app secret does.
+        #[arg(long)]
+        secret: String,
+        /// Which items: messages, statuses, calls (repeat; all three when left out).
+        #[arg(long = "event")]
+        events: Vec<String>,
+        /// Only this business number's items (repeat for several; all numbers when left out).
+        #[arg(long = "number")]
+        numbers: Vec<String>,
+    },
+    /// List subscriptions, with items pending and dead letters.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -113,6 +138,37 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo { database } => {
             demo::run(cli.config.as_deref(), &database, shutdown_signal()).await
+        }
+        Command::Webhooks { command } => {
+            let config = Config::load(cli.config.as_deref(), env)?;
+            let store = hourglass_store::connect(&config.database_url)
+                .await
+                .context("opening the database")?;
+            match command {
+                WebhooksCommand::Add {
+                    url,
+                    secret,
+                    events,
+                    numbers,
+                } => {
+                    let request = subscriptions::SubscriptionRequest {
+                        url,
+                        secret,
+                        events: (!events.is_empty()).then_some(events),
+                        phone_number_ids: (!numbers.is_empty()).then_some(numbers),
+                    };
+                    let new =
+                        subscriptions::new_subscription(request).map_err(anyhow::Error::msg)?;
+                    let created = store.forwarding().create_subscription(&new).await?;
+                    println!("{}", subscriptions::subscription_json(&created));
+                }
+                WebhooksCommand::List => {
+                    for s in store.forwarding().subscriptions().await? {
+                        println!("{}", subscriptions::subscription_json(&s));
+                    }
+                }
+            }
+            Ok(())
         }
         Command::Templates {
             command: TemplatesCommand::Lint { files },

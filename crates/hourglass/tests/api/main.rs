@@ -4,6 +4,7 @@
 mod helpers;
 
 mod bad_input;
+mod forwarding;
 mod outbox;
 mod pywa;
 mod send_flow;

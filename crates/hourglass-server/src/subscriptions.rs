@@ -1,0 +1,192 @@
+//! `/v1/webhooks`: the apps Hourglass forwards Meta's webhooks to (DESIGN.md §3.5), their
+//! dead letters, and replays. Subscriptions see every number's traffic, so only admin keys
+//! manage them.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use hourglass_store::{NewSubscription, Subscription};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::auth::{authenticate, Principal};
+use crate::error::ApiError;
+use crate::time::{format_instant, now};
+
+/// The kinds of item a subscription may choose.
+pub const FORWARDED_KINDS: [&str; 3] = ["messages", "statuses", "calls"];
+
+async fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match authenticate(state.store(), state.config().api_key.as_ref(), headers).await? {
+        Principal::Admin => Ok(()),
+        Principal::Numbers(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_key_required",
+            "webhook subscriptions see every number's traffic: use an admin API key",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionRequest {
+    pub url: String,
+    pub secret: String,
+    pub events: Option<Vec<String>>,
+    pub phone_number_ids: Option<Vec<String>>,
+}
+
+/// Checks a subscription request; the error says what to change.
+pub fn new_subscription(request: SubscriptionRequest) -> Result<NewSubscription, String> {
+    if !(request.url.starts_with("http://") || request.url.starts_with("https://")) {
+        return Err(format!(
+            "`url` must be an http(s) URL, not `{}`",
+            request.url
+        ));
+    }
+    if request.secret.len() < 8 {
+        return Err("`secret` must be at least 8 characters: it signs every forwarded request (X-Hub-Signature-256)".into());
+    }
+    let events = request
+        .events
+        .unwrap_or_else(|| FORWARDED_KINDS.iter().map(|k| k.to_string()).collect());
+    if events.is_empty() {
+        return Err("`events` must name at least one kind".into());
+    }
+    for event in &events {
+        if event != "*" && !FORWARDED_KINDS.contains(&event.as_str()) {
+            return Err(format!(
+                "`events` may hold {} or \"*\", not `{event}`",
+                FORWARDED_KINDS.join(", ")
+            ));
+        }
+    }
+    if let Some(numbers) = &request.phone_number_ids {
+        if numbers.is_empty() || numbers.iter().any(|n| n.is_empty() || n.contains(',')) {
+            return Err(
+                "`phone_number_ids` must list business number ids (or be left out for all)".into(),
+            );
+        }
+    }
+    Ok(NewSubscription {
+        url: request.url,
+        secret: request.secret,
+        events,
+        phone_number_ids: request.phone_number_ids,
+        created_at: now(),
+    })
+}
+
+/// A subscription as answered: the secret is never shown again.
+pub fn subscription_json(s: &Subscription) -> Value {
+    json!({
+        "id": s.id,
+        "url": s.url,
+        "events": s.events,
+        "phone_number_ids": s.phone_number_ids,
+        "created_at": format_instant(s.created_at),
+        "pending": s.pending,
+        "dead_letters": s.dead,
+    })
+}
+
+/// `POST /v1/webhooks`
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    admin(&state, &headers).await?;
+    let request: SubscriptionRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("expected {{\"url\", \"secret\", \"events\"?, \"phone_number_ids\"?}}: {e}"),
+        )
+    })?;
+    let new =
+        new_subscription(request).map_err(|m| ApiError::bad_request("invalid_subscription", m))?;
+    let created = state.store().forwarding().create_subscription(&new).await?;
+    state.forwarding().set(true);
+    Ok((StatusCode::CREATED, Json(subscription_json(&created))))
+}
+
+/// `GET /v1/webhooks`
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers).await?;
+    let subscriptions = state.store().forwarding().subscriptions().await?;
+    Ok(Json(json!({
+        "webhooks": subscriptions.iter().map(subscription_json).collect::<Vec<_>>()
+    })))
+}
+
+fn unknown(id: i64) -> ApiError {
+    ApiError::not_found(
+        "unknown_webhook",
+        format!("there is no webhook subscription {id}"),
+    )
+}
+
+/// `DELETE /v1/webhooks/{id}`
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers).await?;
+    if !state.store().forwarding().delete_subscription(id).await? {
+        return Err(unknown(id));
+    }
+    let left = state.store().forwarding().subscriptions().await?;
+    state.forwarding().set(!left.is_empty());
+    Ok(Json(json!({"deleted": id})))
+}
+
+/// `GET /v1/webhooks/{id}/dead-letters`: items that could not be delivered in 7 days.
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers).await?;
+    let letters = state.store().forwarding().dead_letters(id, 1000).await?;
+    let letters: Vec<Value> = letters
+        .iter()
+        .map(|l| {
+            json!({
+                "id": l.id,
+                "kind": l.kind,
+                "thread": l.thread_key,
+                "attempts": l.attempts,
+                "first_tried_at": format_instant(l.created_at),
+                "last_error": l.last_error,
+                "payload": serde_json::from_slice::<Value>(&l.body).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"dead_letters": letters})))
+}
+
+/// `POST /v1/webhooks/{id}/replay`: every dead letter is tried again, for 7 more days.
+pub async fn replay(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers).await?;
+    let known = state.store().forwarding().subscriptions().await?;
+    if !known.iter().any(|s| s.id == id) {
+        return Err(unknown(id));
+    }
+    let replayed = state
+        .store()
+        .forwarding()
+        .replay_dead_letters(id, now())
+        .await?;
+    state.forwarding().wake();
+    Ok(Json(json!({"replayed": replayed})))
+}

@@ -1,0 +1,314 @@
+//! Forwarded webhooks: subscriptions, and one row per item to deliver to each.
+//!
+//! Rows are written by the ingest writers in the transaction that stores the item (so a
+//! 200 to Meta means the forward is durable too), claimed by the forwarding worker with a
+//! lease, oldest first within a thread (a thread's next item waits until the one before
+//! it is delivered or dead), and deleted once delivered: the raw delivery is kept anyway.
+
+use hourglass_core::Instant;
+
+/// Adds one forward row per active subscription that wants this kind of item from this
+/// number. `$1` thread key, `$2` kind, `$3` body, `$4` now, `$5` phone_number_id.
+pub(crate) const ENQUEUE_FORWARDS: &str = "INSERT INTO webhook_forwards (subscription_id, thread_key, kind, body, state, attempts, next_attempt_at, created_at)
+     SELECT id, $1, $2, $3, 'pending', 0, $4, $4 FROM webhook_subscriptions
+      WHERE active = 1
+        AND (events = '*' OR (',' || events || ',') LIKE ('%,' || $2 || ',%'))
+        AND (phone_number_ids IS NULL OR (',' || phone_number_ids || ',') LIKE ('%,' || $5 || ',%'))";
+
+const CLAIM_SELECT: &str = "SELECT f.id FROM webhook_forwards f
+                   WHERE f.state = 'pending' AND f.next_attempt_at <= $1
+                     AND (f.lease_until IS NULL OR f.lease_until <= $1)
+                     AND NOT EXISTS (SELECT 1 FROM webhook_forwards g
+                                      WHERE g.subscription_id = f.subscription_id AND g.thread_key = f.thread_key
+                                        AND g.state = 'pending' AND g.id < f.id)
+                   ORDER BY f.next_attempt_at, f.id LIMIT $3";
+
+pub(crate) fn claim_sql(postgres: bool) -> String {
+    format!(
+        "UPDATE webhook_forwards SET attempts = attempts + 1, lease_until = $1 + $2
+          WHERE id IN ({CLAIM_SELECT}{})
+          RETURNING id, subscription_id, thread_key, kind, body, attempts, created_at",
+        if postgres {
+            " FOR UPDATE OF f SKIP LOCKED"
+        } else {
+            ""
+        }
+    )
+}
+
+/// An item to forward, as the edge built it: Meta's envelope around this one item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardItem {
+    /// `messages`, `statuses` or `calls`: what subscriptions choose by.
+    pub kind: &'static str,
+    /// The business number and the contact: delivery is in order within it.
+    pub thread_key: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewSubscription {
+    pub url: String,
+    pub secret: String,
+    /// Kinds, or `["*"]`.
+    pub events: Vec<String>,
+    /// `None` for every number.
+    pub phone_number_ids: Option<Vec<String>>,
+    pub created_at: Instant,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: i64,
+    pub url: String,
+    pub secret: String,
+    pub events: Vec<String>,
+    pub phone_number_ids: Option<Vec<String>>,
+    pub created_at: Instant,
+    /// Items waiting to be delivered, and dead letters.
+    pub pending: i64,
+    pub dead: i64,
+}
+
+/// A claimed forward, or a dead letter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardRow {
+    pub id: i64,
+    pub subscription_id: i64,
+    pub thread_key: String,
+    pub kind: String,
+    pub body: Vec<u8>,
+    pub attempts: i64,
+    pub created_at: Instant,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ForwardOutcome {
+    Delivered,
+    Retry {
+        next_attempt_at: Instant,
+        error: String,
+    },
+    Dead {
+        error: String,
+    },
+}
+
+pub(crate) fn join(list: &[String]) -> String {
+    list.join(",")
+}
+
+pub(crate) fn split(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Expands the forwarding queries for one sqlx database type.
+macro_rules! define_forwarding {
+    ($db:ty, $postgres:expr) => {
+        use hourglass_core::Instant;
+        use sqlx::Row;
+
+        use crate::forwarding::*;
+        use crate::StoreError;
+
+        pub(crate) struct Forwarding {
+            pub pool: sqlx::Pool<$db>,
+            pub read: sqlx::Pool<$db>,
+        }
+
+        fn forward_from_row(row: &<$db as sqlx::Database>::Row) -> Result<ForwardRow, sqlx::Error> {
+            Ok(ForwardRow {
+                id: row.try_get("id")?,
+                subscription_id: row.try_get("subscription_id")?,
+                thread_key: row.try_get("thread_key")?,
+                kind: row.try_get("kind")?,
+                body: row.try_get("body")?,
+                attempts: row.try_get("attempts")?,
+                created_at: Instant::from_unix_seconds(row.try_get("created_at")?),
+                last_error: row.try_get("last_error").unwrap_or(None),
+            })
+        }
+
+        #[async_trait::async_trait]
+        impl crate::Forwarding for Forwarding {
+            async fn create_subscription(
+                &self,
+                new: &NewSubscription,
+            ) -> Result<Subscription, StoreError> {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO webhook_subscriptions (url, secret, events, phone_number_ids, active, created_at)
+                     VALUES ($1, $2, $3, $4, 1, $5) RETURNING id",
+                )
+                .bind(&new.url)
+                .bind(&new.secret)
+                .bind(join(&new.events))
+                .bind(new.phone_number_ids.as_deref().map(join))
+                .bind(new.created_at.unix_seconds())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(Subscription {
+                    id,
+                    url: new.url.clone(),
+                    secret: new.secret.clone(),
+                    events: new.events.clone(),
+                    phone_number_ids: new.phone_number_ids.clone(),
+                    created_at: new.created_at,
+                    pending: 0,
+                    dead: 0,
+                })
+            }
+
+            async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT s.id, s.url, s.secret, s.events, s.phone_number_ids, s.created_at,
+                            (SELECT COUNT(*) FROM webhook_forwards f WHERE f.subscription_id = s.id AND f.state = 'pending') AS pending,
+                            (SELECT COUNT(*) FROM webhook_forwards f WHERE f.subscription_id = s.id AND f.state = 'dead') AS dead
+                       FROM webhook_subscriptions s WHERE s.active = 1 ORDER BY s.id",
+                )
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let events: String = row.try_get("events")?;
+                        let numbers: Option<String> = row.try_get("phone_number_ids")?;
+                        Ok(Subscription {
+                            id: row.try_get("id")?,
+                            url: row.try_get("url")?,
+                            secret: row.try_get("secret")?,
+                            events: split(&events),
+                            phone_number_ids: numbers.as_deref().map(split),
+                            created_at: Instant::from_unix_seconds(row.try_get("created_at")?),
+                            pending: row.try_get("pending")?,
+                            dead: row.try_get("dead")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delete_subscription(&self, id: i64) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM webhook_forwards WHERE subscription_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let gone = sqlx::query("DELETE FROM webhook_subscriptions WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(gone == 1)
+            }
+
+            async fn claim_forwards(
+                &self,
+                now: Instant,
+                lease_seconds: i64,
+                limit: u32,
+            ) -> Result<Vec<ForwardRow>, StoreError> {
+                let rows = sqlx::query(&claim_sql($postgres))
+                    .bind(now.unix_seconds())
+                    .bind(lease_seconds)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.iter().map(forward_from_row).collect::<Result<_, _>>()?)
+            }
+
+            async fn finish_forward(
+                &self,
+                id: i64,
+                attempt: i64,
+                outcome: &ForwardOutcome,
+            ) -> Result<bool, StoreError> {
+                let query = match outcome {
+                    // Delivered rows are not kept: the raw delivery is.
+                    ForwardOutcome::Delivered => {
+                        sqlx::query("DELETE FROM webhook_forwards WHERE id = $1 AND attempts = $2")
+                            .bind(id)
+                            .bind(attempt)
+                    }
+                    ForwardOutcome::Retry { next_attempt_at, error } => sqlx::query(
+                        "UPDATE webhook_forwards SET next_attempt_at = $3, last_error = $4, lease_until = NULL
+                         WHERE id = $1 AND attempts = $2 AND state = 'pending'",
+                    )
+                    .bind(id)
+                    .bind(attempt)
+                    .bind(next_attempt_at.unix_seconds())
+                    .bind(error),
+                    ForwardOutcome::Dead { error } => sqlx::query(
+                        "UPDATE webhook_forwards SET state = 'dead', last_error = $3, lease_until = NULL
+                         WHERE id = $1 AND attempts = $2 AND state = 'pending'",
+                    )
+                    .bind(id)
+                    .bind(attempt)
+                    .bind(error),
+                };
+                Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+            }
+
+            async fn dead_letters(
+                &self,
+                subscription_id: i64,
+                limit: u32,
+            ) -> Result<Vec<ForwardRow>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, subscription_id, thread_key, kind, body, attempts, created_at, last_error
+                       FROM webhook_forwards WHERE subscription_id = $1 AND state = 'dead'
+                      ORDER BY id LIMIT $2",
+                )
+                .bind(subscription_id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows.iter().map(forward_from_row).collect::<Result<_, _>>()?)
+            }
+
+            async fn replay_dead_letters(
+                &self,
+                subscription_id: i64,
+                now: Instant,
+            ) -> Result<u64, StoreError> {
+                Ok(sqlx::query(
+                    "UPDATE webhook_forwards SET state = 'pending', attempts = 0, next_attempt_at = $2,
+                                                 created_at = $2, last_error = NULL, lease_until = NULL
+                      WHERE subscription_id = $1 AND state = 'dead'",
+                )
+                .bind(subscription_id)
+                .bind(now.unix_seconds())
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+            }
+
+            async fn enqueue_forwards(
+                &self,
+                phone_number_id: &str,
+                items: &[ForwardItem],
+                now: Instant,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut added = 0;
+                for item in items {
+                    added += sqlx::query(ENQUEUE_FORWARDS)
+                        .bind(&item.thread_key)
+                        .bind(item.kind)
+                        .bind(&item.body)
+                        .bind(now.unix_seconds())
+                        .bind(phone_number_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                tx.commit().await?;
+                Ok(added)
+            }
+        }
+    };
+}
+
+pub(crate) use define_forwarding;

@@ -1,0 +1,195 @@
+//! Forwarded webhooks: one item per request, signed with the subscription's secret over
+//! the exact bytes, in order within a thread, retried until the app answers 200, and kept
+//! as dead letters (then replayed) when it never does.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use hourglass_meta::send::{build_inbound_webhook, InboundTextParams};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::on_both_databases;
+
+const SECRET: &str = "forwarding-test-secret";
+
+/// The business's app: records what it receives; answers 500 while `failing` is above 0.
+#[derive(Clone, Default)]
+struct App {
+    received: Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>,
+    failing: Arc<Mutex<usize>>,
+}
+
+async fn receive(State(app): State<App>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let mut failing = app.failing.lock().unwrap();
+    if *failing > 0 {
+        *failing -= 1;
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    app.received
+        .lock()
+        .unwrap()
+        .push((signature, body.to_vec()));
+    StatusCode::OK
+}
+
+async fn start_receiver() -> (App, String) {
+    let app = App::default();
+    let router = Router::new()
+        .route("/hook", post(receive))
+        .with_state(app.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (app, url)
+}
+
+async fn wait_for(app: &App, count: usize) -> Vec<(Option<String>, Vec<u8>)> {
+    for _ in 0..200 {
+        let received = app.received.lock().unwrap().clone();
+        if received.len() >= count {
+            return received;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the app received {} forwards, not {count}",
+        app.received.lock().unwrap().len()
+    );
+}
+
+fn inbound(wa_id: &str, id: &str, body: &str, at: i64) -> Value {
+    build_inbound_webhook(&InboundTextParams {
+        waba_id: WABA,
+        phone_number_id: NUMBER,
+        display_phone_number: DISPLAY,
+        wa_id,
+        user_id: Some("US.13491208655302741918"),
+        profile_name: "Forwarded",
+        message_id: id,
+        timestamp: at,
+        body,
+        referral_source_type: None,
+    })
+}
+
+async fn each_item_is_forwarded_alone_signed_and_in_order_after_retries(db: Db) {
+    let app = spawn_app(db).await;
+    let (receiver, url) = start_receiver().await;
+    *receiver.failing.lock().unwrap() = 2;
+    let (code, created) = app
+        .post_json(
+            "/v1/webhooks",
+            &json!({"url": url, "secret": SECRET, "events": ["messages", "statuses"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert!(
+        created.get("secret").is_none(),
+        "the secret is not shown again"
+    );
+
+    // Two messages of one contact in one payload, then a status.
+    let t = now();
+    let mut two = inbound("16505551234", "wamid.F1", "first", t - 2);
+    let second = inbound("16505551234", "wamid.F2", "second", t - 1)["entry"][0]["changes"][0]
+        ["value"]["messages"][0]
+        .clone();
+    two["entry"][0]["changes"][0]["value"]["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(second);
+    assert_eq!(app.post_webhook(&two).await.status(), 200);
+    app.status("16505551234", "wamid.OUT1", "delivered", t)
+        .await;
+
+    let received = wait_for(&receiver, 3).await;
+    let mut texts = Vec::new();
+    for (signature, body) in &received {
+        assert_eq!(
+            signature.as_deref(),
+            Some(hourglass_meta::sign(SECRET.as_bytes(), body).as_str()),
+            "signed over the exact bytes"
+        );
+        let payload: Value = serde_json::from_slice(body).unwrap();
+        let value = &payload["entry"][0]["changes"][0]["value"];
+        let items = value["messages"].as_array().map_or(0, Vec::len)
+            + value["statuses"].as_array().map_or(0, Vec::len);
+        assert_eq!(items, 1, "one item per request: {payload}");
+        assert_eq!(payload["entry"][0]["id"], WABA);
+        if let Some(text) = value["messages"][0]["text"]["body"].as_str() {
+            assert_eq!(value["contacts"][0]["user_id"], "US.13491208655302741918");
+            texts.push(text.to_owned());
+        }
+    }
+    assert_eq!(texts, ["first", "second"], "in order within the thread");
+
+    // Meta's retry of the same payload is not forwarded again.
+    assert_eq!(app.post_webhook(&two).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(receiver.received.lock().unwrap().len(), 3);
+    app.cleanup().await;
+}
+on_both_databases!(each_item_is_forwarded_alone_signed_and_in_order_after_retries);
+
+async fn an_app_that_never_answers_gets_dead_letters_which_can_be_replayed(db: Db) {
+    let app = spawn_app_with(db, |c| c.forwarding.retry_for_seconds = 0).await;
+    let (receiver, url) = start_receiver().await;
+    *receiver.failing.lock().unwrap() = 1;
+    let (code, created) = app
+        .post_json("/v1/webhooks", &json!({"url": url, "secret": SECRET}))
+        .await;
+    assert_eq!(code, 201);
+    let id = created["id"].as_i64().unwrap();
+    app.customer_writes("16505551234", "wamid.D1", now(), false)
+        .await;
+    let mut letters = Value::Null;
+    for _ in 0..100 {
+        letters = app.get(&format!("/v1/webhooks/{id}/dead-letters")).await.1;
+        if letters["dead_letters"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let letter = &letters["dead_letters"][0];
+    assert_eq!(letter["kind"], "messages", "{letters}");
+    assert!(
+        letter["last_error"].as_str().unwrap().contains("HTTP 500"),
+        "{letter}"
+    );
+    assert_eq!(
+        letter["payload"]["entry"][0]["changes"][0]["value"]["messages"][0]["id"],
+        "wamid.D1"
+    );
+    assert!(receiver.received.lock().unwrap().is_empty());
+
+    let (code, replayed) = app
+        .post_json(&format!("/v1/webhooks/{id}/replay"), &json!({}))
+        .await;
+    assert_eq!((code, &replayed["replayed"]), (200, &json!(1)));
+    let received = wait_for(&receiver, 1).await;
+    let payload: Value = serde_json::from_slice(&received[0].1).unwrap();
+    assert_eq!(
+        payload["entry"][0]["changes"][0]["value"]["messages"][0]["id"],
+        "wamid.D1"
+    );
+    let (_, listed) = app.get("/v1/webhooks").await;
+    assert_eq!(listed["webhooks"][0]["dead_letters"], 0, "{listed}");
+    app.cleanup().await;
+}
+on_both_databases!(an_app_that_never_answers_gets_dead_letters_which_can_be_replayed);
