@@ -18,10 +18,13 @@ use crate::on_both_databases;
 
 const SECRET: &str = "forwarding-test-secret";
 
+/// A request the app received: its signature header and its bytes.
+type Received = (Option<String>, Vec<u8>);
+
 /// The business's app: records what it receives; answers 500 while `failing` is above 0.
 #[derive(Clone, Default)]
 struct App {
-    received: Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>,
+    received: Arc<Mutex<Vec<Received>>>,
     failing: Arc<Mutex<usize>>,
 }
 
@@ -56,7 +59,7 @@ async fn start_receiver() -> (App, String) {
     (app, url)
 }
 
-async fn wait_for(app: &App, count: usize) -> Vec<(Option<String>, Vec<u8>)> {
+async fn wait_for(app: &App, count: usize) -> Vec<Received> {
     for _ in 0..200 {
         let received = app.received.lock().unwrap().clone();
         if received.len() >= count {
