@@ -76,6 +76,19 @@ pub fn delivery_from_webhook(
                             Item::Parsed(s) => {
                                 let mut item = status_item(&number, s, received_at);
                                 if forwarding {
+                                    // Meta's status payloads may leave out `contacts`, which
+                                    // clients such as pywa 4.5 read: the recipient, as the
+                                    // status names it, stands in.
+                                    let recipient = serde_json::json!({
+                                        "wa_id": s.recipient_id,
+                                        "user_id": s.recipient_user_id,
+                                    });
+                                    let contact = sender_contact(
+                                        &change.raw,
+                                        s.recipient_id.as_deref(),
+                                        s.recipient_user_id.as_deref(),
+                                    )
+                                    .unwrap_or(&recipient);
                                     attach_forward(&mut item, || {
                                         single_item_webhook(
                                             &entry.id,
@@ -83,7 +96,7 @@ pub fn delivery_from_webhook(
                                             &change.raw,
                                             "statuses",
                                             &s.raw,
-                                            None,
+                                            Some(contact),
                                         )
                                     });
                                 }

@@ -1,6 +1,7 @@
 //! A real client, unchanged: pywa (installed from PyPI by the test script) sends through
 //! Hourglass's Cloud API endpoint with only an httpx transport pointing it at Hourglass,
-//! and gets Hourglass's refusals as the exceptions pywa raises for Meta's own errors.
+//! and gets Hourglass's refusals as the exceptions pywa raises for Meta's own errors; and
+//! a pywa bot receives Hourglass's forwarded webhooks with its signature check on.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -38,7 +39,13 @@ fn python_with_pywa() -> PathBuf {
                 );
                 run(
                     &venv.join("bin/pip"),
-                    &["install", "-q", &format!("pywa=={PYWA_VERSION}"), "httpx"],
+                    &[
+                        "install",
+                        "-q",
+                        &format!("pywa=={PYWA_VERSION}"),
+                        "httpx",
+                        "flask",
+                    ],
                 );
                 std::fs::write(&marker, "").unwrap();
             }
@@ -141,3 +148,100 @@ async fn pywa_sends_through_hourglass_and_gets_metas_errors_as_pywa_exceptions(d
     app.cleanup().await;
 }
 on_both_databases!(pywa_sends_through_hourglass_and_gets_metas_errors_as_pywa_exceptions);
+
+async fn a_pywa_bot_receives_forwarded_webhooks_with_its_signature_check_on(db: Db) {
+    let app = spawn_app(db).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secret = "pywa-forwarding-secret";
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pywa/receive_from_hourglass.py");
+    let mut bot = tokio::process::Command::new(python_with_pywa())
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(secret)
+        .stdout(std::process::Stdio::piped())
+        .stderr(
+            std::fs::File::create(std::env::temp_dir().join(format!("pywa-bot-{port}.stderr")))
+                .unwrap(),
+        )
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(bot.stdout.take().unwrap()));
+    // Flask is listening once it accepts a connection.
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, _) = app
+        .post_json(
+            "/v1/webhooks",
+            &json!({"url": format!("http://127.0.0.1:{port}/whatsapp"), "secret": secret}),
+        )
+        .await;
+    assert_eq!(code, 201);
+
+    // pywa 4.5 needs `contacts[].user_id` on a message (DESIGN.md §3.5): Meta's payload has
+    // it, and the forwarded one keeps it.
+    let mut payload = fixture("inbound_text.json");
+    let value = &mut payload["entry"][0]["changes"][0]["value"];
+    value["metadata"]["phone_number_id"] = json!(NUMBER);
+    value["contacts"][0]["user_id"] = json!("US.13491208655302741918");
+    value["messages"][0]["timestamp"] = json!(now().to_string());
+    let from = value["messages"][0]["from"].as_str().unwrap().to_owned();
+    let text = value["messages"][0]["text"]["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let message_id = value["messages"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.post_webhook(&payload).await.status(), 200);
+    app.status(&from, "wamid.PYWA.OUT", "delivered", now())
+        .await;
+
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.len() < 2 {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .unwrap_or_else(|_| {
+                let log = std::env::temp_dir().join(format!("pywa-bot-{port}.stderr"));
+                panic!(
+                    "pywa handled {seen:?} in time, not both; its log:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default(),
+                )
+            })
+            .unwrap()
+            .expect("the bot is running");
+        // Flask writes its banner to stdout too: only the bot's JSON lines count.
+        let Ok(update) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if update["kind"] != "ready" {
+            seen.push(update);
+        }
+    }
+    let message = seen
+        .iter()
+        .find(|u| u["kind"] == "message")
+        .expect("a message");
+    assert_eq!(message["id"], message_id.as_str());
+    assert_eq!(message["text"], text.as_str());
+    assert_eq!(message["from"], from.as_str());
+    let status = seen
+        .iter()
+        .find(|u| u["kind"] == "status")
+        .expect("a status");
+    assert_eq!(status["id"], "wamid.PYWA.OUT");
+    let _ = bot.kill().await;
+    app.cleanup().await;
+}
+on_both_databases!(a_pywa_bot_receives_forwarded_webhooks_with_its_signature_check_on);
