@@ -168,6 +168,15 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         })
 }
 
+/// What makes two requests under one Idempotency-Key the same: the contact and the body.
+fn request_fingerprint(contact: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(contact.as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    hex::encode(hasher.finalize())
+}
+
 /// `POST /v1/numbers/{phone_number_id}/contacts/{contact}/messages`: the message becomes an
 /// outbox row (deduplicated on `Idempotency-Key`), and the answer waits for it to be sent:
 /// 201 with the stored message, the refusal or Meta's error, or 202 while it is scheduled
@@ -215,7 +224,7 @@ pub async fn send_to_contact(
             phone_number_id: phone_number_id.clone(),
             contact: contact.clone(),
             idempotency_key: key,
-            request_sha256: hex::encode(Sha256::digest(&body)),
+            request_sha256: request_fingerprint(&contact, &body),
             body: String::from_utf8(meta_bytes).expect("serde_json writes UTF-8"),
             send_at: send_at.max(at),
             created_at: at,
@@ -226,7 +235,7 @@ pub async fn send_to_contact(
             state.outbox_worker().wake();
             row
         }
-        Enqueued::Existing(row) if row.request_sha256 != hex::encode(Sha256::digest(&body)) => {
+        Enqueued::Existing(row) if row.request_sha256 != request_fingerprint(&contact, &body) => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
@@ -280,7 +289,8 @@ fn outbox_json(row: &OutboxRow) -> Value {
         "next_attempt_at": (!row.state.is_final()).then(|| format_instant(row.next_attempt_at)),
         "finished_at": row.finished_at.map(format_instant),
         "meta_message_id": row.wamid,
-        "last_error": row.error_code.map(|code| json!({"meta_code": code, "message": row.error_message})),
+        "last_error": (row.error_code.is_some() || row.error_message.is_some())
+            .then(|| json!({"meta_code": row.error_code, "message": row.error_message})),
     })
 }
 

@@ -37,7 +37,7 @@ pub(crate) const RECONCILE_FROM_STATUS: &str = "UPDATE outbox SET
        wamid = $2,
        finished_at = COALESCE(finished_at, $4),
        state = CASE WHEN state IN ('queued', 'sending') THEN 'sent' ELSE state END,
-       lease_until = NULL
+       lease_until = NULL, error_code = NULL, error_message = NULL
      WHERE id = $1 AND phone_number_id = $3 AND (wamid IS NULL OR wamid = $2)
        AND state IN ('queued', 'sending', 'sent')";
 

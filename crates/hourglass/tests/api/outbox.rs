@@ -62,6 +62,20 @@ async fn a_retried_request_with_the_same_idempotency_key_sends_one_message(db: D
         send_with_key(&app, Some("order-42-shipped"), &json!({"text": "other"})).await;
     assert_eq!(code, 422, "{error}");
     assert_eq!(error["error"]["code"], "idempotency_key_reused");
+    // The same key and body for another contact is another request too.
+    let response = app
+        .client
+        .post(format!(
+            "{}/v1/numbers/{NUMBER}/contacts/16505559999/messages",
+            app.base
+        ))
+        .bearer_auth(&app.api_key)
+        .header("idempotency-key", "order-42-shipped")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
     // Without a key, every request is a message of its own.
     send_with_key(&app, None, &body).await;
     send_with_key(&app, None, &body).await;
