@@ -97,6 +97,13 @@ pub struct OutboxConfig {
     pub wait_ms: u64,
     /// Messages claimed at once by a worker.
     pub batch: u32,
+    /// Meta's throughput per business number: 80 messages per second by default, up to
+    /// 1,000 for numbers Meta has upgraded. Kept before Meta enforces it (130429).
+    pub messages_per_second: f64,
+    /// Meta's pair limit: one message every `pair_interval_seconds` to the same contact,
+    /// with bursts of up to `pair_burst` that borrow from later (131056).
+    pub pair_interval_seconds: f64,
+    pub pair_burst: f64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -158,6 +165,9 @@ impl Default for OutboxConfig {
             max_attempts: 12,
             wait_ms: 10_000,
             batch: 32,
+            messages_per_second: 80.0,
+            pair_interval_seconds: 6.0,
+            pair_burst: 45.0,
         }
     }
 }
@@ -275,6 +285,21 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        if !(1.0..=1000.0).contains(&self.outbox.messages_per_second) {
+            return Err(ConfigError::Number {
+                setting: "outbox.messages_per_second (1 to 1000, Meta's throughput tiers)",
+                value: self.outbox.messages_per_second.to_string(),
+            });
+        }
+        if self.outbox.pair_interval_seconds <= 0.0 || self.outbox.pair_burst < 1.0 {
+            return Err(ConfigError::Number {
+                setting: "outbox.pair_interval_seconds (> 0) and outbox.pair_burst (>= 1)",
+                value: format!(
+                    "{} and {}",
+                    self.outbox.pair_interval_seconds, self.outbox.pair_burst
+                ),
+            });
+        }
         if !(self.database_url.starts_with("sqlite://")
             || self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://"))

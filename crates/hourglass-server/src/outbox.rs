@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use hourglass_core::Instant;
 use hourglass_meta::parse_send_request;
-use hourglass_store::{OutboxOutcome, OutboxRow, StoreError};
+use hourglass_store::{Admission, Bucket, OutboxOutcome, OutboxRow, StoreError};
 use serde_json::Value;
 use tokio::sync::{oneshot, Notify};
 
@@ -251,9 +251,70 @@ fn with_callback(row: &OutboxRow) -> Vec<u8> {
     }
 }
 
+/// The buckets a send takes a token from: the pair's (the first to run out, usually) and
+/// the number's throughput.
+pub fn buckets_for(settings: &OutboxConfig, row: &OutboxRow) -> [Bucket; 2] {
+    let contact = row.contact.strip_prefix('+').unwrap_or(&row.contact);
+    [
+        Bucket {
+            key: format!("pair|{}|{contact}", row.phone_number_id),
+            capacity: settings.pair_burst,
+            per_second: 1.0 / settings.pair_interval_seconds,
+        },
+        Bucket {
+            key: format!("number|{}", row.phone_number_id),
+            capacity: settings.messages_per_second,
+            per_second: settings.messages_per_second,
+        },
+    ]
+}
+
+/// Waits for Meta's limits to allow the send: briefly in place, or, when the wait is
+/// long (a pair limit), by putting the message back in the queue. `false` when deferred.
+async fn admitted(state: &AppState, row: &OutboxRow) -> bool {
+    let settings = &state.config().outbox;
+    let buckets = buckets_for(settings, row);
+    loop {
+        match state
+            .store()
+            .rate_limits()
+            .admit(&buckets, crate::time::now_millis())
+            .await
+        {
+            Ok(Admission::Granted) => return true,
+            Ok(Admission::Wait(ms)) if ms <= 2_000 => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            Ok(Admission::Wait(ms)) => {
+                let next = now().plus_seconds((ms / 1000 + 1) as i64);
+                let deferred = OutboxOutcome::Deferred {
+                    next_attempt_at: next,
+                };
+                if let Err(error) = state
+                    .store()
+                    .outbox()
+                    .finish(row.id, row.attempts, &deferred)
+                    .await
+                {
+                    tracing::error!(%error, id = row.id, "outbox: could not defer a message");
+                }
+                return false;
+            }
+            Err(error) => {
+                // The limits cannot be read: waiting is safer than exceeding them.
+                tracing::warn!(%error, "outbox: could not check the rate limits");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 /// One attempt at one claimed message.
 async fn attempt(state: &AppState, row: OutboxRow) {
     let settings = &state.config().outbox;
+    if !admitted(state, &row).await {
+        return;
+    }
     let not_sent = |code, details: String| Attempt::NotSent { code, details };
     let body = with_callback(&row);
     let result = match parse_send_request(&body) {

@@ -153,6 +153,10 @@ pub async fn dead_letters(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     admin(&state, &headers).await?;
+    let known = state.store().forwarding().subscriptions().await?;
+    if !known.iter().any(|s| s.id == id) {
+        return Err(unknown(id));
+    }
     let letters = state.store().forwarding().dead_letters(id, 1000).await?;
     let letters: Vec<Value> = letters
         .iter()

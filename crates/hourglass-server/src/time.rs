@@ -128,6 +128,15 @@ impl Calendars {
     }
 }
 
+/// Milliseconds since the Unix epoch, for rate limits (the only place Hourglass needs
+/// finer than Meta's whole seconds).
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// A number of seconds as a person would say it: `7 days`, `3 hours`, `90 seconds`.
 pub fn describe_duration(seconds: i64) -> String {
     match seconds {

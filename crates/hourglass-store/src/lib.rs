@@ -12,6 +12,7 @@ mod forwarding;
 mod model;
 mod outbox;
 mod postgres;
+mod rate_limits;
 mod sqlite;
 mod sqlite_writer;
 mod templates;
@@ -24,6 +25,7 @@ pub use forwarding::{ForwardItem, ForwardOutcome, ForwardRow, NewSubscription, S
 pub use model::*;
 pub use outbox::{Enqueued, NewOutboxMessage, OutboxOutcome, OutboxRow, OutboxState};
 pub use postgres::PostgresStore;
+pub use rate_limits::{Admission, Bucket};
 pub use sqlite::SqliteStore;
 
 /// What went wrong in storage, said so that an operator knows where to look.
@@ -127,6 +129,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forwarded webhooks: subscriptions and the items waiting for them.
     fn forwarding(&self) -> &dyn Forwarding;
+
+    /// Meta's limits, as token buckets shared by every process.
+    fn rate_limits(&self) -> &dyn RateLimits;
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, StoreError>;
@@ -271,6 +276,14 @@ pub trait Forwarding: Send + Sync {
         items: &[ForwardItem],
         now: Instant,
     ) -> Result<u64, StoreError>;
+}
+
+/// Token buckets (see `rate_limits`).
+#[async_trait]
+pub trait RateLimits: Send + Sync {
+    /// Takes one token from every bucket, all or none, at `now_ms` (milliseconds since the
+    /// Unix epoch); or says how long to wait for the first bucket that has none.
+    async fn admit(&self, buckets: &[Bucket], now_ms: i64) -> Result<Admission, StoreError>;
 }
 
 /// Opens the store named by `url` and applies its migrations.

@@ -148,6 +148,9 @@ pub enum OutboxOutcome {
         message: String,
         at: Instant,
     },
+    /// Not sent yet because of Meta's limits: back in the queue until `next_attempt_at`,
+    /// without counting as an attempt.
+    Deferred { next_attempt_at: Instant },
     /// Hourglass refused it before it reached Meta (window closed, template refused).
     Refused {
         code: i64,
@@ -270,6 +273,14 @@ macro_rules! define_outbox {
                     .bind(next_attempt_at.unix_seconds())
                     .bind(*code)
                     .bind(message),
+                    OutboxOutcome::Deferred { next_attempt_at } => sqlx::query(
+                        "UPDATE outbox SET state = 'queued', next_attempt_at = $3, lease_until = NULL,
+                                           attempts = attempts - 1
+                         WHERE id = $1 AND attempts = $2 AND state = 'sending'",
+                    )
+                    .bind(id)
+                    .bind(attempt)
+                    .bind(next_attempt_at.unix_seconds()),
                     OutboxOutcome::Failed { code, message, at } => sqlx::query(
                         "UPDATE outbox SET state = 'failed', error_code = $3, error_message = $4,
                                            finished_at = $5, lease_until = NULL

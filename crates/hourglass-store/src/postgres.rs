@@ -13,13 +13,14 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use crate::model::*;
-use crate::{Forwarding, Outbox, Store, StoreError, TemplateRegistry};
+use crate::{Forwarding, Outbox, RateLimits, Store, StoreError, TemplateRegistry};
 
 pub struct PostgresStore {
     pool: PgPool,
     templates: template_store::Registry,
     outbox: outbox_store::Outbox,
     forwarding: forwarding_store::Forwarding,
+    rate_limits: rate_limit_store::RateLimits,
 }
 
 /// How often a batch is retried after losing a deadlock or a serialization conflict to a
@@ -40,6 +41,7 @@ impl PostgresStore {
             .await
             .map_err(StoreError::Migrate)?;
         Ok(PostgresStore {
+            rate_limits: rate_limit_store::RateLimits { pool: pool.clone() },
             forwarding: forwarding_store::Forwarding {
                 pool: pool.clone(),
                 read: pool.clone(),
@@ -187,6 +189,10 @@ mod batch_ingest {
 
 mod forwarding_store {
     crate::forwarding::define_forwarding!(sqlx::Postgres, true);
+}
+
+mod rate_limit_store {
+    crate::rate_limits::define_rate_limits!(sqlx::Postgres, true);
 }
 
 mod outbox_store {
@@ -514,6 +520,10 @@ impl Store for PostgresStore {
 
     fn forwarding(&self) -> &dyn Forwarding {
         &self.forwarding
+    }
+
+    fn rate_limits(&self) -> &dyn RateLimits {
+        &self.rate_limits
     }
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {

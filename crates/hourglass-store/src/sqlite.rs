@@ -15,7 +15,7 @@ use sqlx::Row;
 use crate::model::*;
 use crate::sqlite_writer::SqliteIngestWriter;
 use crate::window_cache::{count_before, WindowCache};
-use crate::{Forwarding, Outbox, Store, StoreError, TemplateRegistry};
+use crate::{Forwarding, Outbox, RateLimits, Store, StoreError, TemplateRegistry};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -31,6 +31,7 @@ pub struct SqliteStore {
     templates: template_store::Registry,
     outbox: outbox_store::Outbox,
     forwarding: forwarding_store::Forwarding,
+    rate_limits: rate_limit_store::RateLimits,
 }
 
 impl SqliteStore {
@@ -64,6 +65,9 @@ impl SqliteStore {
         Ok(SqliteStore {
             ingest_writer,
             cache,
+            rate_limits: rate_limit_store::RateLimits {
+                pool: writer.clone(),
+            },
             forwarding: forwarding_store::Forwarding {
                 pool: writer.clone(),
                 read: readers.clone(),
@@ -164,6 +168,10 @@ const THREAD_COLUMNS: &str = "id, phone_number_id, wa_id, user_id, profile_name,
 
 mod forwarding_store {
     crate::forwarding::define_forwarding!(sqlx::Sqlite, false);
+}
+
+mod rate_limit_store {
+    crate::rate_limits::define_rate_limits!(sqlx::Sqlite, false);
 }
 
 mod outbox_store {
@@ -510,6 +518,10 @@ impl Store for SqliteStore {
 
     fn forwarding(&self) -> &dyn Forwarding {
         &self.forwarding
+    }
+
+    fn rate_limits(&self) -> &dyn RateLimits {
+        &self.rate_limits
     }
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {
