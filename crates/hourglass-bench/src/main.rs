@@ -639,6 +639,7 @@ async fn seed_deliveries(
                                     is_reaction: false,
                                     counts_for_window: true,
                                     forward: None,
+                                    media: None,
                                     raw: m.raw.to_string(),
                                 });
                             }

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::outbox::OutboxWorker;
 use crate::time::Calendars;
 use crate::upstream::{GraphApi, Sandbox, Upstream};
-use crate::{api, cloud_api, send_api, subscriptions, templates, webhook};
+use crate::{api, cloud_api, media, send_api, subscriptions, templates, webhook};
 
 struct Inner {
     config: Config,
@@ -141,6 +141,7 @@ impl Application {
         state.forwarding().set(subscribed);
         tokio::spawn(crate::outbox::run(state.clone()));
         tokio::spawn(crate::forwarding::run(state.clone()));
+        tokio::spawn(crate::media::run(state.clone()));
         let router = router(state.clone());
         Ok(Application {
             listener,
@@ -197,6 +198,11 @@ fn router(state: AppState) -> Router {
             "/{version}/{phone_number_id}/messages",
             post(cloud_api::send_message),
         )
+        .route(
+            "/{version}/{phone_number_id}/media",
+            post(media::upload_media).layer(DefaultBodyLimit::max(100 * 1024 * 1024)),
+        )
+        .route("/v1/media/{media_id}", get(media::serve_media))
         .route(
             "/v1/numbers/{phone_number_id}",
             get(api::get_number).put(api::put_number),

@@ -58,6 +58,9 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     pub outbox: OutboxConfig,
     pub forwarding: ForwardingConfig,
+    /// Where downloaded media (voice notes, images, documents) are kept
+    /// (`HOURGLASS_MEDIA_DIR`).
+    pub media_dir: String,
 }
 
 /// Forwarded webhooks (`/v1/webhooks`).
@@ -151,6 +154,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             outbox: OutboxConfig::default(),
             forwarding: ForwardingConfig::default(),
+            media_dir: "hourglass-media".into(),
         }
     }
 }
@@ -272,6 +276,9 @@ impl Config {
                 setting: "HOURGLASS_MAX_WEBHOOK_BYTES",
                 value: v,
             })?;
+        }
+        if let Some(v) = env("HOURGLASS_MEDIA_DIR") {
+            config.media_dir = v;
         }
         if let Some(v) = env("HOURGLASS_INGEST_WRITERS") {
             config.ingest_writers = v.parse().map_err(|_| ConfigError::Number {

@@ -11,7 +11,7 @@ use hourglass_meta::webhook::{
 };
 use hourglass_meta::Webhook;
 use hourglass_store::{
-    ContactKey, ForwardItem, IngestItem, IngestReport, NumberRef, Store, StoreError,
+    ContactKey, ForwardItem, IngestItem, IngestReport, MediaRef, NumberRef, Store, StoreError,
     TemplateChange, TemplateChangeKind, TemplateChangeSource, WebhookDelivery,
 };
 use serde_json::Value;
@@ -371,7 +371,24 @@ fn inbound_item(
         counts_for_window: m.kind != MessageKind::System,
         raw: m.raw.to_string(),
         forward: None,
+        media: media_of(m),
     }
+}
+
+/// The medium of an audio, image, video, document or sticker message (Meta: "messages
+/// webhook reference": `{type: {id, mime_type, sha256}}`), to download while its id lives.
+fn media_of(m: &InboundMessage) -> Option<Box<MediaRef>> {
+    let kind = m.kind.as_str();
+    if !matches!(kind, "audio" | "image" | "video" | "document" | "sticker") {
+        return None;
+    }
+    let object = m.raw.get(kind)?;
+    let text = |key: &str| object.get(key).and_then(Value::as_str).map(str::to_owned);
+    Some(Box::new(MediaRef {
+        id: text("id")?,
+        mime_type: text("mime_type"),
+        sha256: text("sha256"),
+    }))
 }
 
 fn call_item(
@@ -411,6 +428,7 @@ fn call_item(
         counts_for_window: true,
         raw: c.raw.to_string(),
         forward: None,
+        media: None,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod forwarding;
 pub mod ingest;
+pub mod media;
 pub mod metrics;
 pub mod outbox;
 pub mod send_api;

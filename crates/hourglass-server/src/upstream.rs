@@ -9,6 +9,7 @@ use std::time::Duration;
 use hourglass_meta::send::{build_status_webhook, StatusParams};
 use hourglass_meta::{sign, SendRequest};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::config::{SandboxConfig, Secret};
 use crate::time::now;
@@ -127,6 +128,46 @@ impl Upstream {
     }
 }
 
+/// Media (Meta: "Media"): where a media id can be downloaded, the download itself (with
+/// the access token), and uploads.
+impl Upstream {
+    /// `GET /{media_id}`: Meta's `{url, mime_type, sha256, file_size, id}`.
+    pub async fn media_info(&self, media_id: &str) -> Result<UpstreamResponse, UpstreamError> {
+        match self {
+            Upstream::GraphApi(graph) => {
+                graph.call(reqwest::Method::GET, media_id, &[], None).await
+            }
+            Upstream::Sandbox(sandbox) => Ok(sandbox.media_info(media_id)),
+        }
+    }
+
+    /// The bytes behind a URL from [`Upstream::media_info`].
+    pub async fn download(&self, url: &str) -> Result<UpstreamResponse, UpstreamError> {
+        match self {
+            Upstream::GraphApi(graph) => graph.get_url(url).await,
+            Upstream::Sandbox(sandbox) => Ok(sandbox.download(url)),
+        }
+    }
+
+    /// `POST /{version}/{phone_number_id}/media`, Meta's multipart upload, passed on as is.
+    pub async fn upload_media(
+        &self,
+        version: &str,
+        phone_number_id: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        match self {
+            Upstream::GraphApi(graph) => {
+                graph
+                    .upload(version, phone_number_id, content_type, body)
+                    .await
+            }
+            Upstream::Sandbox(sandbox) => Ok(sandbox.upload(body)),
+        }
+    }
+}
+
 impl Upstream {
     /// Forwards a request that is not a message (a read receipt) as it is.
     pub async fn forward(
@@ -205,6 +246,48 @@ impl GraphApi {
         Ok(UpstreamResponse { status, body })
     }
 
+    /// A URL Meta gave (a media download), with the access token.
+    async fn get_url(&self, url: &str) -> Result<UpstreamResponse, UpstreamError> {
+        let mut request = self.client.get(url);
+        if let Some(token) = &self.access_token {
+            request = request.bearer_auth(token.expose());
+        }
+        let unreachable = |e: reqwest::Error| UpstreamError::Unreachable {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(unreachable)?.to_vec();
+        Ok(UpstreamResponse { status, body })
+    }
+
+    async fn upload(
+        &self,
+        version: &str,
+        phone_number_id: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let url = format!("{}/{version}/{phone_number_id}/media", self.base_url);
+        let mut request = self
+            .client
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body.to_vec());
+        if let Some(token) = &self.access_token {
+            request = request.bearer_auth(token.expose());
+        }
+        let unreachable = |e: reqwest::Error| UpstreamError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(unreachable)?.to_vec();
+        Ok(UpstreamResponse { status, body })
+    }
+
     /// A send, at the version the client put in its path.
     async fn send_message(
         &self,
@@ -227,6 +310,8 @@ impl GraphApi {
 /// and posts the `sent`, `delivered` and `read` statuses to Hourglass's own webhook,
 /// signed with the app secret, so they take the same path as Meta's.
 pub struct Sandbox {
+    /// Media uploaded to the sandbox (the raw upload bodies), by id.
+    uploads: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
     /// The templates created in the sandbox, per WABA, in creation order.
     templates: std::sync::Mutex<std::collections::HashMap<String, Vec<SandboxTemplate>>>,
     webhook_url: String,
@@ -249,6 +334,77 @@ impl Sandbox {
             sequence: AtomicU64::new(0),
             instance: hex::encode_upper(seed),
             templates: Default::default(),
+            uploads: Default::default(),
+        }
+    }
+
+    /// Meta's answer about a media id: the sandbox's built-in voice note for ids that start
+    /// with `sandbox-voice`, and what was uploaded to it; anything else does not exist.
+    fn media_info(&self, media_id: &str) -> UpstreamResponse {
+        let Some(bytes) = self.media_bytes(media_id) else {
+            return meta_error(
+                100,
+                "Invalid parameter",
+                &format!("Unsupported get request. Object with ID '{media_id}' does not exist"),
+            );
+        };
+        let mime = if media_id.starts_with("sandbox-voice") {
+            "audio/ogg; codecs=opus"
+        } else {
+            "application/octet-stream"
+        };
+        UpstreamResponse {
+            status: 200,
+            body: json!({
+                "messaging_product": "whatsapp",
+                "url": format!("sandbox://media/{media_id}"),
+                "mime_type": mime,
+                "sha256": hex::encode(Sha256::digest(&bytes)),
+                "file_size": bytes.len(),
+                "id": media_id,
+            })
+            .to_string()
+            .into_bytes(),
+        }
+    }
+
+    fn media_bytes(&self, media_id: &str) -> Option<Vec<u8>> {
+        if media_id.starts_with("sandbox-voice") {
+            return Some(SANDBOX_VOICE_NOTE.to_vec());
+        }
+        self.uploads
+            .lock()
+            .expect("sandbox lock")
+            .get(media_id)
+            .cloned()
+    }
+
+    fn download(&self, url: &str) -> UpstreamResponse {
+        match url
+            .strip_prefix("sandbox://media/")
+            .and_then(|id| self.media_bytes(id))
+        {
+            Some(bytes) => UpstreamResponse {
+                status: 200,
+                body: bytes,
+            },
+            None => UpstreamResponse {
+                status: 404,
+                body: b"not found".to_vec(),
+            },
+        }
+    }
+
+    fn upload(&self, body: &[u8]) -> UpstreamResponse {
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let id = format!("sandbox-upload-{}{n:010}", self.instance);
+        self.uploads
+            .lock()
+            .expect("sandbox lock")
+            .insert(id.clone(), body.to_vec());
+        UpstreamResponse {
+            status: 200,
+            body: json!({"id": id}).to_string().into_bytes(),
         }
     }
 
@@ -521,6 +677,10 @@ impl Sandbox {
         }
     }
 }
+
+/// A real Ogg Opus voice note (one second of silence), which the sandbox serves for
+/// media ids starting with `sandbox-voice` (see `scripts/make-sandbox-voice-note.py`).
+pub const SANDBOX_VOICE_NOTE: &[u8] = include_bytes!("../assets/sandbox-voice-note.ogg");
 
 /// A template as the sandbox keeps it: Meta's JSON of it, with `id` and `status`.
 struct SandboxTemplate {

@@ -451,11 +451,12 @@ macro_rules! define_batch_ingest {
             let mut counted_messages: HashSet<&str> = HashSet::new();
             let mut counted_statuses: HashSet<(&str, &str)> = HashSet::new();
             let mut forwards: Vec<(&String, &Box<crate::ForwardItem>)> = Vec::new();
+            let mut new_media: Vec<(&String, &String, &Box<crate::MediaRef>)> = Vec::new();
             for item in &just_items {
                 match item {
                     IngestItem::Inbound {
                         number, contact, profile_name, message_id, timestamp, entry_point,
-                        is_reaction, counts_for_window, forward, ..
+                        is_reaction, counts_for_window, forward, media, ..
                     } => {
                         if !new_messages.contains(message_id.as_str()) || !counted_messages.insert(message_id) {
                             report.duplicates += 1;
@@ -464,6 +465,9 @@ macro_rules! define_batch_ingest {
                         report.messages_new += 1;
                         if let Some(f) = forward {
                             forwards.push((&number.phone_number_id, f));
+                        }
+                        if let Some(m) = media {
+                            new_media.push((&number.phone_number_id, message_id, m));
                         }
                         if *counts_for_window {
                             summaries.entry(thread_id(number, contact)).or_default().add_inbound(
@@ -577,6 +581,19 @@ macro_rules! define_batch_ingest {
                     .bind(&forward.body)
                     .bind(received_at)
                     .bind(phone_number_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+
+            // 8b. Media to download.
+            for (phone_number_id, message_id, media) in new_media {
+                sqlx::query(crate::media::INSERT_MEDIA)
+                    .bind(&media.id)
+                    .bind(phone_number_id)
+                    .bind(message_id)
+                    .bind(&media.mime_type)
+                    .bind(&media.sha256)
+                    .bind(received_at)
                     .execute(&mut *conn)
                     .await?;
             }

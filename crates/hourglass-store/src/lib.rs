@@ -9,6 +9,7 @@
 
 mod batch;
 mod forwarding;
+mod media;
 mod model;
 mod outbox;
 mod postgres;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use hourglass_core::{Instant, ThreadHistory};
 
 pub use forwarding::{ForwardItem, ForwardOutcome, ForwardRow, NewSubscription, Subscription};
+pub use media::{MediaOutcome, MediaRef, MediaRow};
 pub use model::*;
 pub use outbox::{Enqueued, NewOutboxMessage, OutboxOutcome, OutboxRow, OutboxState};
 pub use postgres::PostgresStore;
@@ -132,6 +134,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Meta's limits, as token buckets shared by every process.
     fn rate_limits(&self) -> &dyn RateLimits;
+
+    /// Media customers sent, downloaded from Meta and kept.
+    fn media(&self) -> &dyn MediaStore;
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRow>, StoreError>;
@@ -276,6 +281,25 @@ pub trait Forwarding: Send + Sync {
         items: &[ForwardItem],
         now: Instant,
     ) -> Result<u64, StoreError>;
+}
+
+/// Media rows (see `media`). The ingest writers add them with their messages.
+#[async_trait]
+pub trait MediaStore: Send + Sync {
+    async fn claim_media(
+        &self,
+        now: Instant,
+        lease_seconds: i64,
+        limit: u32,
+    ) -> Result<Vec<MediaRow>, StoreError>;
+    /// `false` when the claim is no longer current.
+    async fn finish_media(
+        &self,
+        media_id: &str,
+        attempt: i64,
+        outcome: &MediaOutcome,
+    ) -> Result<bool, StoreError>;
+    async fn media(&self, media_id: &str) -> Result<Option<MediaRow>, StoreError>;
 }
 
 /// Token buckets (see `rate_limits`).

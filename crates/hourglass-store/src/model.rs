@@ -46,6 +46,8 @@ pub enum IngestItem {
         raw: String,
         /// What to forward to subscribed apps, when any subscription exists.
         forward: Option<Box<crate::ForwardItem>>,
+        /// The medium it carries (voice note, image, document…), to download.
+        media: Option<Box<crate::MediaRef>>,
     },
     /// A status of a business message, whoever sent it.
     Status {

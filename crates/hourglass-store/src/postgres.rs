@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use crate::model::*;
-use crate::{Forwarding, Outbox, RateLimits, Store, StoreError, TemplateRegistry};
+use crate::{Forwarding, MediaStore, Outbox, RateLimits, Store, StoreError, TemplateRegistry};
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -21,6 +21,7 @@ pub struct PostgresStore {
     outbox: outbox_store::Outbox,
     forwarding: forwarding_store::Forwarding,
     rate_limits: rate_limit_store::RateLimits,
+    media: media_store::Media,
 }
 
 /// How often a batch is retried after losing a deadlock or a serialization conflict to a
@@ -41,6 +42,10 @@ impl PostgresStore {
             .await
             .map_err(StoreError::Migrate)?;
         Ok(PostgresStore {
+            media: media_store::Media {
+                pool: pool.clone(),
+                read: pool.clone(),
+            },
             rate_limits: rate_limit_store::RateLimits { pool: pool.clone() },
             forwarding: forwarding_store::Forwarding {
                 pool: pool.clone(),
@@ -193,6 +198,10 @@ mod forwarding_store {
 
 mod rate_limit_store {
     crate::rate_limits::define_rate_limits!(sqlx::Postgres, true);
+}
+
+mod media_store {
+    crate::media::define_media!(sqlx::Postgres, true);
 }
 
 mod outbox_store {
@@ -524,6 +533,10 @@ impl Store for PostgresStore {
 
     fn rate_limits(&self) -> &dyn RateLimits {
         &self.rate_limits
+    }
+
+    fn media(&self) -> &dyn MediaStore {
+        &self.media
     }
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {

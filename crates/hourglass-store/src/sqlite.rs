@@ -15,7 +15,7 @@ use sqlx::Row;
 use crate::model::*;
 use crate::sqlite_writer::SqliteIngestWriter;
 use crate::window_cache::{count_before, WindowCache};
-use crate::{Forwarding, Outbox, RateLimits, Store, StoreError, TemplateRegistry};
+use crate::{Forwarding, MediaStore, Outbox, RateLimits, Store, StoreError, TemplateRegistry};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -32,6 +32,7 @@ pub struct SqliteStore {
     outbox: outbox_store::Outbox,
     forwarding: forwarding_store::Forwarding,
     rate_limits: rate_limit_store::RateLimits,
+    media: media_store::Media,
 }
 
 impl SqliteStore {
@@ -65,6 +66,10 @@ impl SqliteStore {
         Ok(SqliteStore {
             ingest_writer,
             cache,
+            media: media_store::Media {
+                pool: writer.clone(),
+                read: readers.clone(),
+            },
             rate_limits: rate_limit_store::RateLimits {
                 pool: writer.clone(),
             },
@@ -172,6 +177,10 @@ mod forwarding_store {
 
 mod rate_limit_store {
     crate::rate_limits::define_rate_limits!(sqlx::Sqlite, false);
+}
+
+mod media_store {
+    crate::media::define_media!(sqlx::Sqlite, false);
 }
 
 mod outbox_store {
@@ -522,6 +531,10 @@ impl Store for SqliteStore {
 
     fn rate_limits(&self) -> &dyn RateLimits {
         &self.rate_limits
+    }
+
+    fn media(&self) -> &dyn MediaStore {
+        &self.media
     }
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {

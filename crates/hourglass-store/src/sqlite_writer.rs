@@ -265,6 +265,7 @@ fn ingest_batch(
                     counts_for_window,
                     raw,
                     forward,
+                    media,
                     ..
                 } => {
                     let inserted = tx
@@ -290,6 +291,19 @@ fn ingest_batch(
                             forward,
                             delivery.received_at,
                         )?;
+                    }
+                    if let Some(media) = media {
+                        tx.prepare_cached(&crate::outbox::numbered_for_rusqlite(
+                            crate::media::INSERT_MEDIA,
+                        ))?
+                        .execute(params![
+                            media.id,
+                            number.phone_number_id,
+                            message_id,
+                            media.mime_type,
+                            media.sha256,
+                            delivery.received_at.unix_seconds()
+                        ])?;
                     }
                     if *counts_for_window {
                         tx.prepare_cached(

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::path::Path;
 
 use anyhow::Context;
+use base64::Engine as _;
 use hourglass_meta::send::{
     build_inbound_webhook, build_status_webhook, InboundTextParams, StatusParams,
 };
@@ -77,6 +78,7 @@ pub async fn run(
     config.database_url = format!("sqlite://{}", database.display());
     config.meta.upstream = "sandbox".into();
     config.meta.app_secret = Some(Secret::new(auth::generate_key()));
+    config.media_dir = format!("{}.media", database.display());
     let app = Application::build(config).await?;
     let port = app.port();
     let key = auth::create_key(app.state().store(), "demo", None, time::now()).await?;
@@ -129,6 +131,24 @@ pub async fn run(
         }
     }
 
+    // Ana also sent a voice note: the sandbox serves a real Ogg Opus file for it, which
+    // Hourglass downloads and serves at /v1/media/sandbox-voice-1.
+    let voice_sha256 = base64::engine::general_purpose::STANDARD.encode(
+        <sha2::Sha256 as sha2::Digest>::digest(hourglass_server::upstream::SANDBOX_VOICE_NOTE),
+    );
+    let voice = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": DEMO_WABA, "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": DEMO_DISPLAY, "phone_number_id": DEMO_NUMBER},
+            "contacts": [{"profile": {"name": CONTACTS[0].name}, "wa_id": CONTACTS[0].wa_id}],
+            "messages": [{"from": CONTACTS[0].wa_id, "id": "wamid.DEMO.voice", "timestamp": (now - 3600).to_string(),
+                          "type": "audio", "audio": {"mime_type": "audio/ogg; codecs=opus",
+                          "sha256": voice_sha256, "id": "sandbox-voice-1", "voice": true}}]
+        }}]}]
+    });
+    sandbox.post_webhook(voice.to_string().into_bytes()).await;
+
     // The product brief's template, created with the sandbox, which approves it a moment
     // later through the status webhook, as Meta's review would.
     let keep_helping = serde_json::json!({
@@ -168,6 +188,8 @@ pub async fn run(
          -d '{{\"template\":{{\"name\":\"keep_helping\",\"language\":\"en_US\",\"params\":{{\"user\":\"Chen\",\"agent\":\"Sam\",\"company\":\"Lucky Shrub\"}}}}}}' \\\n    \
          {base}/v1/numbers/{n}/contacts/16505550003/messages\n  \
          curl -H 'Authorization: Bearer {key}' {base}/v1/numbers/{n}/contacts/16505550001/messages\n  \
+         # Ana's voice note, downloaded from the sandbox and served as audio/ogg:\n  \
+         curl -H 'Authorization: Bearer {key}' -o voice.ogg {base}/v1/media/sandbox-voice-1\n  \
          curl {base}/metrics\n\n\
          Contacts: {contacts}\nPress Ctrl-C to stop.",
         db = database.display(),

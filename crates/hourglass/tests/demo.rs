@@ -169,5 +169,29 @@ async fn the_demo_seeds_contacts_in_every_state_and_the_sandbox_answers_like_met
         .as_str()
         .unwrap()
         .starts_with("Hello, Chen! I am Sam"));
+    // Ana's voice note was downloaded from the sandbox, and is served as audio/ogg.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = client
+            .get(format!("{base}/v1/media/sandbox-voice-1"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert!(content_type.starts_with("audio/ogg"), "{content_type}");
+            assert!(response.bytes().await.unwrap().starts_with(b"OggS"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the voice note was never downloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -118,6 +118,75 @@ async fn fake_send(
     )
 }
 
+/// The bytes Meta holds for a media id: the sandbox's voice note for `voice-*` ids.
+pub fn fake_media_bytes(media_id: &str) -> Option<Vec<u8>> {
+    media_id
+        .starts_with("voice-")
+        .then(|| hourglass_server::upstream::SANDBOX_VOICE_NOTE.to_vec())
+}
+
+/// Meta's "Retrieve media URL": the URL lives on the fake, and needs the access token.
+async fn fake_media_info(
+    axum::extract::State(_fake): axum::extract::State<FakeMeta>,
+    Path((_version, media_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    match fake_media_bytes(&media_id) {
+        Some(bytes) => (
+            StatusCode::OK,
+            Json(json!({
+                "messaging_product": "whatsapp",
+                "url": format!("http://{host}/download/{media_id}"),
+                "mime_type": "audio/ogg; codecs=opus",
+                "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+                "file_size": bytes.len(),
+                "id": media_id,
+            })),
+        ),
+        None => (
+            StatusCode::BAD_REQUEST,
+            Json(hourglass_meta::error_envelope(
+                100,
+                "Invalid parameter",
+                "Unsupported get request",
+                "AfakeTrace",
+            )),
+        ),
+    }
+}
+
+async fn fake_download(Path(media_id): Path<String>, headers: HeaderMap) -> (StatusCode, Vec<u8>) {
+    let authorised = headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {ACCESS_TOKEN}"));
+    match (authorised, fake_media_bytes(&media_id)) {
+        (true, Some(bytes)) => (StatusCode::OK, bytes),
+        (false, _) => (StatusCode::UNAUTHORIZED, b"no token".to_vec()),
+        (true, None) => (StatusCode::NOT_FOUND, Vec::new()),
+    }
+}
+
+async fn fake_upload(headers: HeaderMap, body: axum::body::Bytes) -> (StatusCode, Json<Value>) {
+    let multipart = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("multipart/form-data"));
+    if !multipart || body.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"code": 100}})),
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"id": format!("uploaded-{}", body.len())})),
+    )
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -151,6 +220,9 @@ pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp
             "/{version}/{waba}/message_templates",
             axum::routing::get(fake_list_templates),
         )
+        .route("/{version}/{media_id}", axum::routing::get(fake_media_info))
+        .route("/download/{media_id}", axum::routing::get(fake_download))
+        .route("/{version}/{number}/media", post(fake_upload))
         .with_state(meta.clone());
     let fake_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake_port = fake_listener.local_addr().unwrap().port();
@@ -191,6 +263,10 @@ pub async fn spawn_app_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestApp
     config.meta.verify_token = Some(Secret::new("verify-me"));
     config.meta.access_token = Some(Secret::new(ACCESS_TOKEN));
     config.meta.upstream = format!("http://127.0.0.1:{fake_port}");
+    config.media_dir = std::env::temp_dir()
+        .join(format!("hourglass-media-{}", random_hex(8)))
+        .display()
+        .to_string();
     adjust(&mut config);
     let app = Application::build(config)
         .await

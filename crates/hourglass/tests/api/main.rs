@@ -5,6 +5,7 @@ mod helpers;
 
 mod bad_input;
 mod forwarding;
+mod media;
 mod outbox;
 mod pywa;
 mod send_flow;
