@@ -101,6 +101,7 @@ impl Application {
                 base_url,
                 config.meta.access_token.clone(),
                 config.meta.graph_version.clone(),
+                std::time::Duration::from_millis(config.meta.request_timeout_ms),
             )),
             UpstreamConfig::Sandbox => {
                 if config.meta.app_secret.is_none() {

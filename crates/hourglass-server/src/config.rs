@@ -126,6 +126,9 @@ pub struct MetaConfig {
     pub graph_version: String,
     /// Templates asked for per page when syncing a WABA's registry.
     pub template_page_size: u32,
+    /// How long a call to Meta may take before it counts as failed (an ambiguous
+    /// outcome for a send: the outbox then waits for Meta's status before trying again).
+    pub request_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -138,6 +141,30 @@ pub struct SandboxConfig {
     /// Milliseconds the sandbox's "review" of a new template takes before it approves (or
     /// rejects) it and sends the status webhook.
     pub template_review_ms: u64,
+    /// Faults the sandbox injects, to show what Hourglass does when Meta misbehaves.
+    pub faults: SandboxFaults,
+}
+
+/// Each rate is the share of sends (0 to 1) that meet that fault; they add up.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxFaults {
+    /// HTTP 500, Meta's 131000 "Something went wrong": not accepted.
+    pub server_error_rate: f64,
+    /// HTTP 429, Meta's 130429 (throughput exceeded): not accepted.
+    pub throughput_error_rate: f64,
+    /// HTTP 400, Meta's 131056 (pair rate limit): not accepted.
+    pub pair_limit_error_rate: f64,
+    /// Accepted, but the answer is lost: in process the send fails as unreachable; over
+    /// HTTP the answer comes after `timeout_ms`, later than the client waits.
+    pub timeout_rate: f64,
+    pub timeout_ms: u64,
+    /// Status webhooks sent twice.
+    pub duplicate_status_rate: f64,
+    /// Status webhooks sent last first (`read` before `delivered` before `sent`).
+    pub reorder_statuses: bool,
+    /// Seeds the draws, for a repeatable run; 0 draws a seed.
+    pub seed: u64,
 }
 
 impl Default for Config {
@@ -185,6 +212,7 @@ impl Default for MetaConfig {
             upstream: "https://graph.facebook.com".into(),
             graph_version: "v23.0".into(),
             template_page_size: 100,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -195,6 +223,7 @@ impl Default for SandboxConfig {
             delivered_after_ms: 800,
             read_after_ms: 2_500,
             template_review_ms: 2_000,
+            faults: SandboxFaults::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod media;
 pub mod metrics;
 pub mod outbox;
+pub mod sandbox;
 pub mod send_api;
 pub mod subscriptions;
 pub mod templates;

@@ -21,7 +21,8 @@ use crate::error::{ApiError, MetaApiError};
 use crate::time::now;
 
 const LEASE_SECONDS: i64 = 120;
-/// Attempts before a medium is given up; with the backoff below, about a day.
+/// Attempts before a medium is given up; with the backoff below (doubling, at most an
+/// hour), about eight hours.
 const MAX_ATTEMPTS: i64 = 20;
 
 /// Whether `bytes` match Meta's checksum, which webhooks give in base64 and the media

@@ -101,11 +101,25 @@ pub fn outcome_of_attempt(
         }
     };
     match result {
-        // Hourglass could not check or could not reach Meta: nothing left, try again.
+        // Hourglass could not check, or could not reach Meta, or Meta did not answer in
+        // time: perhaps nothing left, perhaps it did (a timeout is ambiguous). Try again,
+        // but not before Meta's status could have said the send got through.
         Attempt::NotSent {
             code: 131000,
             details,
-        } => retry_or_fail(Some(131000), details),
+        } => match retry_or_fail(Some(131000), details) {
+            OutboxOutcome::Retry {
+                next_attempt_at,
+                code,
+                message,
+            } => OutboxOutcome::Retry {
+                next_attempt_at: next_attempt_at
+                    .max(at.plus_seconds(settings.lease_seconds.min(settings.reconcile_seconds))),
+                code,
+                message,
+            },
+            other => other,
+        },
         // Hourglass refused it (window, registry): recorded as a refusal, never sent.
         Attempt::NotSent { code, details } => OutboxOutcome::Refused {
             code,
@@ -200,37 +214,50 @@ impl OutboxWorker {
 pub async fn run(state: AppState) {
     let settings = state.config().outbox.clone();
     let poll = Duration::from_millis(500);
+    // Up to `batch` attempts are in flight at once; a slow one (a timeout) holds only its
+    // own slot, and a freed slot is filled by the next claim.
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
-        let claimed = state
-            .store()
-            .outbox()
-            .claim_due(
-                now(),
-                settings.lease_seconds,
-                settings.reconcile_seconds,
-                settings.batch,
-            )
-            .await;
-        match claimed {
-            Ok(rows) if !rows.is_empty() => {
-                let mut attempts = tokio::task::JoinSet::new();
-                for row in rows {
-                    let state = state.clone();
-                    attempts.spawn(async move { attempt(&state, row).await });
+        let free = (settings.batch as usize).saturating_sub(in_flight.len());
+        let mut claimed_any = false;
+        if free > 0 {
+            match state
+                .store()
+                .outbox()
+                .claim_due(
+                    now(),
+                    settings.lease_seconds,
+                    settings.reconcile_seconds,
+                    free as u32,
+                )
+                .await
+            {
+                Ok(rows) => {
+                    claimed_any = !rows.is_empty();
+                    for row in rows {
+                        let state = state.clone();
+                        in_flight.spawn(async move { attempt(&state, row).await });
+                    }
                 }
-                while attempts.join_next().await.is_some() {}
-                continue;
+                Err(error) => tracing::error!(%error, "outbox: could not claim due messages"),
             }
-            Ok(_) => {}
-            Err(error) => tracing::error!(%error, "outbox: could not claim due messages"),
         }
-        let wait = match state.store().outbox().next_due().await {
-            Ok(Some(due)) => {
-                Duration::from_secs(now().seconds_until(due).clamp(0, 60) as u64).min(poll)
+        if claimed_any && in_flight.len() < settings.batch as usize {
+            // More may be due right away.
+            continue;
+        }
+        let wait = if in_flight.is_empty() {
+            match state.store().outbox().next_due().await {
+                Ok(Some(due)) => {
+                    Duration::from_secs(now().seconds_until(due).clamp(0, 60) as u64).min(poll)
+                }
+                _ => poll,
             }
-            _ => poll,
+        } else {
+            poll
         };
         tokio::select! {
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             _ = state.outbox_worker().wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }

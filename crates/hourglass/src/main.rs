@@ -38,6 +38,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Run the sandbox on its own: the Graph API played locally over HTTP, posting its
+    /// status webhooks to WEBHOOK_URL, with the faults of the config's [sandbox.faults].
+    /// Point `hourglass serve` at it with HOURGLASS_UPSTREAM=http://LISTEN.
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: String,
+        /// Hourglass's webhook, e.g. http://127.0.0.1:8080/webhook.
+        #[arg(long)]
+        webhook_url: String,
+    },
     /// Manage forwarded webhooks: where Hourglass passes on what Meta sends.
     Webhooks {
         #[command(subcommand)]
@@ -138,6 +148,30 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo { database } => {
             demo::run(cli.config.as_deref(), &database, shutdown_signal()).await
+        }
+        Command::Sandbox {
+            listen,
+            webhook_url,
+        } => {
+            let config = Config::load(cli.config.as_deref(), env)?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let address = listener.local_addr()?;
+            let sandbox = hourglass_server::sandbox::Sandbox::new(
+                webhook_url,
+                config.meta.app_secret.clone(),
+                config.sandbox.clone(),
+            )
+            .with_media_url_base(format!("http://{address}/sandbox/media/"));
+            tracing::info!(%address, "the sandbox is serving the Graph API");
+            axum::serve(
+                listener,
+                hourglass_server::sandbox::router(std::sync::Arc::new(sandbox)),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving the sandbox")
         }
         Command::Webhooks { command } => {
             let config = Config::load(cli.config.as_deref(), env)?;
