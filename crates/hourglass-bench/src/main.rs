@@ -85,6 +85,17 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         batch: usize,
     },
+    /// The outbox: messages through Hourglass's send API to the in-process sandbox, with
+    /// the limits raised (throughput), then at Meta's default 80/s (queue-to-send latency).
+    Outbox {
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds of the paced run at 80 messages/s.
+        #[arg(long, default_value_t = 30)]
+        paced_seconds: u64,
+    },
     /// Internal: the ceiling server (verify + parse, or a trivial GET).
     CeilingServer {
         #[arg(long)]
@@ -130,6 +141,11 @@ fn main() -> anyhow::Result<()> {
                 requests,
                 batch,
             } => bench_store(db, requests, batch).await,
+            Cmd::Outbox {
+                messages,
+                concurrency,
+                paced_seconds,
+            } => bench_outbox(messages, concurrency, paced_seconds).await,
             Cmd::CeilingServer { .. } => unreachable!(),
         }
     })
@@ -270,9 +286,17 @@ impl Database {
 }
 
 async fn start_hourglass(database_url: &str) -> anyhow::Result<Server> {
+    start_hourglass_with(database_url, &[]).await
+}
+
+async fn start_hourglass_with(
+    database_url: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<Server> {
     let port = free_port()?;
     let child = Command::new(sibling_binary("hourglass")?)
         .arg("serve")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("HOURGLASS_LISTEN", format!("127.0.0.1:{port}"))
         .env("HOURGLASS_DATABASE_URL", database_url)
         .env("HOURGLASS_META_APP_SECRET", SECRET)
@@ -811,4 +835,150 @@ fn multi_message_webhook(first: usize, count: usize, base_time: i64) -> SignedBo
         body: Bytes::from(body),
         signature,
     }
+}
+
+// ---- Outbox ---------------------------------------------------------------------------------
+
+/// Posts one simple send; returns how long the answer took and its HTTP status.
+async fn send_one(client: &reqwest::Client, port: u16, i: usize) -> (Duration, u16) {
+    let started = Stopwatch::now();
+    let status = client
+        .post(format!(
+            "http://127.0.0.1:{port}/v1/numbers/{NUMBER}/contacts/1650{i:07}/messages"
+        ))
+        .bearer_auth(API_KEY)
+        .header("idempotency-key", format!("bench-{i}"))
+        .json(&serde_json::json!({"template": {"name": "order_update", "language": "en_US", "params": []}}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    (started.elapsed(), status)
+}
+
+async fn sent_count(database_url: &str) -> anyhow::Result<i64> {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("{database_url}?mode=ro")).await?;
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state = 'sent'")
+            .fetch_one(&mut conn)
+            .await?,
+    )
+}
+
+async fn bench_outbox(
+    messages: usize,
+    concurrency: usize,
+    paced_seconds: u64,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    println!("machine: {}", machine());
+    println!("command: hourglass-bench outbox --messages {messages} --concurrency {concurrency} --paced-seconds {paced_seconds}");
+
+    // The ceiling: the same HTTP stack answering a trivial request, same load.
+    let ceiling = start_ceiling().await?;
+    let trivial = Arc::new(vec!["/healthz".to_owned(); messages]);
+    let ceiling_result = get_all(ceiling.port, trivial, concurrency, None).await;
+    drop(ceiling);
+
+    // Throughput: limits raised, every message queued (202 at once) and sent by the outbox
+    // to the in-process sandbox, whose statuses come back through the webhook path.
+    let database = fresh_database(Db::Sqlite, "outbox").await?;
+    let config = std::env::temp_dir().join(format!(
+        "hourglass-bench-outbox-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &config,
+        "[outbox]\nmessages_per_second = 100000\npair_burst = 1000\nwait_ms = 0\nbatch = 256\n\
+         [sandbox]\ndelivered_after_ms = 50\nread_after_ms = 0\n",
+    )?;
+    let server = start_hourglass_with(
+        &database.url,
+        &[("HOURGLASS_CONFIG", config.display().to_string())],
+    )
+    .await?;
+    let started = Stopwatch::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next, port) = (client.clone(), next.clone(), server.port);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= messages {
+                    return;
+                }
+                send_one(&client, port, i).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let queued = started.elapsed();
+    loop {
+        if sent_count(&database.url).await? >= messages as i64 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the outbox did not send {messages} messages in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_sent = started.elapsed();
+    drop(server);
+    let throughput = messages as f64 / all_sent.as_secs_f64();
+    println!(
+        "outbox throughput (SQLite, limits raised): {messages} messages queued in {:.2}s, all sent in {:.2}s = {throughput:.0} msg/s; \
+         ceiling (trivial GET, same stack and load) {:.0} req/s; ratio {:.2}",
+        queued.as_secs_f64(),
+        all_sent.as_secs_f64(),
+        ceiling_result.per_second(),
+        throughput / ceiling_result.per_second()
+    );
+
+    // Latency at Meta's default 80/s: each request waits (wait_ms) until its message is
+    // sent, so its answer time is queue-to-send.
+    let database = fresh_database(Db::Sqlite, "outbox-paced").await?;
+    std::fs::write(
+        &config,
+        "[outbox]\nwait_ms = 10000\n[sandbox]\ndelivered_after_ms = 50\nread_after_ms = 0\n",
+    )?;
+    let server = start_hourglass_with(
+        &database.url,
+        &[("HOURGLASS_CONFIG", config.display().to_string())],
+    )
+    .await?;
+    let total = (80 * paced_seconds) as usize;
+    let mut ticker = tokio::time::interval(Duration::from_micros(12_500));
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        ticker.tick().await;
+        let (client, port) = (client.clone(), server.port);
+        tasks.push(tokio::spawn(async move {
+            send_one(&client, port, 1_000_000 + i).await
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut not_sent = 0;
+    for t in tasks {
+        let (latency, status) = t.await?;
+        if status == 201 {
+            latencies.push(latency.as_secs_f64() * 1000.0);
+        } else {
+            not_sent += 1;
+        }
+    }
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "queue-to-send at 80 msg/s for {paced_seconds}s: {} sent, {not_sent} not sent in time; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    drop(server);
+    let _ = std::fs::remove_file(&config);
+    Ok(())
 }
