@@ -5,8 +5,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use hourglass_core::{decide_free_form_send, Instant, MessageCategory, SendDecision};
 use hourglass_meta::send::{INVALID_PARAMETER, RE_ENGAGEMENT};
 use hourglass_meta::{parse_send_request, SendRequest, SendResponse};
@@ -14,7 +14,7 @@ use hourglass_store::{ContactKey, OutboundMessage, Refusal, ThreadRow};
 
 use crate::app::AppState;
 use crate::auth::{authenticate, AuthError};
-use crate::error::MetaApiError;
+use crate::error::{meta_answer, MetaApiError};
 use crate::metrics::SendOutcome;
 use crate::templates::{check_template_send, reopening_templates};
 use crate::time::{format_instant, now};
@@ -121,13 +121,7 @@ pub async fn send_message(
     })?;
     let answer =
         check_and_forward(&state, &version, &phone_number_id, &body, &request, contact).await?;
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    Ok((
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        answer.body,
-    )
-        .into_response())
+    Ok(meta_answer(answer.status, answer.body))
 }
 
 /// What the upstream answered to a send that passed Hourglass's checks.
@@ -238,12 +232,10 @@ pub async fn check_and_forward(
         .map_err(|error| {
             metrics.send(SendOutcome::UpstreamError);
             tracing::error!(%error, "upstream unreachable");
-            MetaApiError::new(
-                131000,
-                "Something went wrong",
-                format!(
-                    "Hourglass could not reach Meta ({error}); the message was not sent: retry it"
-                ),
+            // A timeout is ambiguous: Meta may have taken the message without answering.
+            MetaApiError::upstream_unreachable(
+                error,
+                "if it timed out, Meta may still have sent the message (its status webhook will tell)",
             )
         })?;
     let mut message_id = None;
@@ -310,19 +302,9 @@ async fn forward_as_is(
         .await
         .map_err(|error| {
             state.metrics().send(SendOutcome::UpstreamError);
-            MetaApiError::new(
-                131000,
-                "Something went wrong",
-                format!("Hourglass could not reach Meta ({error}): retry it"),
-            )
+            MetaApiError::upstream_unreachable(error, "nothing was changed")
         })?;
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    Ok((
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        answer.body,
-    )
-        .into_response())
+    Ok(meta_answer(answer.status, answer.body))
 }
 
 pub(crate) fn contact_of(request: &SendRequest) -> Option<ContactKey> {

@@ -87,6 +87,29 @@ impl MetaApiError {
     }
 }
 
+impl MetaApiError {
+    /// Meta could not be reached (or did not answer in time): Meta's 131000, saying what
+    /// did not happen and that the client may retry.
+    pub fn upstream_unreachable(error: impl std::fmt::Display, what: &str) -> Self {
+        MetaApiError::new(
+            131000,
+            "Something went wrong",
+            format!("Hourglass could not reach Meta ({error}); {what}: retry it"),
+        )
+    }
+}
+
+/// Meta's answer, passed back with its status, as JSON.
+pub fn meta_answer(status: u16, body: Vec<u8>) -> axum::response::Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
 /// A trace id in the style of Meta's `fbtrace_id`, so a refusal can be found in logs.
 pub fn trace_id() -> String {
     let mut bytes = [0u8; 12];

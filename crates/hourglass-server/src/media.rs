@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
 use crate::auth::authenticate;
-use crate::error::{ApiError, MetaApiError};
+use crate::error::{meta_answer, ApiError, MetaApiError};
 use crate::time::now;
 
 const LEASE_SECONDS: i64 = 120;
@@ -266,20 +266,8 @@ pub async fn upload_media(
         .upstream()
         .upload_media(&version, &phone_number_id, content_type, &body)
         .await
-        .map_err(|error| {
-            MetaApiError::new(
-                131000,
-                "Something went wrong",
-                format!("Hourglass could not reach Meta ({error}); nothing was uploaded: retry it"),
-            )
-        })?;
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    Ok((
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        answer.body,
-    )
-        .into_response())
+        .map_err(|error| MetaApiError::upstream_unreachable(error, "nothing was uploaded"))?;
+    Ok(meta_answer(answer.status, answer.body))
 }
 
 #[cfg(test)]

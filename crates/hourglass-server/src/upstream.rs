@@ -244,33 +244,12 @@ impl GraphApi {
                 .header("content-type", "application/json")
                 .body(body);
         }
-        if let Some(token) = &self.access_token {
-            request = request.bearer_auth(token.expose());
-        }
-        let unreachable = |e: reqwest::Error| UpstreamError::Unreachable {
-            url: url.clone(),
-            reason: e.to_string(),
-        };
-        let response = request.send().await.map_err(unreachable)?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(unreachable)?.to_vec();
-        Ok(UpstreamResponse { status, body })
+        self.execute(request, &url).await
     }
 
     /// A URL Meta gave (a media download), with the access token.
     async fn get_url(&self, url: &str) -> Result<UpstreamResponse, UpstreamError> {
-        let mut request = self.client.get(url);
-        if let Some(token) = &self.access_token {
-            request = request.bearer_auth(token.expose());
-        }
-        let unreachable = |e: reqwest::Error| UpstreamError::Unreachable {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        };
-        let response = request.send().await.map_err(unreachable)?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(unreachable)?.to_vec();
-        Ok(UpstreamResponse { status, body })
+        self.execute(self.client.get(url), url).await
     }
 
     async fn upload(
@@ -281,16 +260,25 @@ impl GraphApi {
         body: &[u8],
     ) -> Result<UpstreamResponse, UpstreamError> {
         let url = format!("{}/{version}/{phone_number_id}/media", self.base_url);
-        let mut request = self
+        let request = self
             .client
             .post(&url)
             .header("content-type", content_type)
             .body(body.to_vec());
+        self.execute(request, &url).await
+    }
+
+    /// Sends a request with the access token and reads Meta's whole answer.
+    async fn execute(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         if let Some(token) = &self.access_token {
             request = request.bearer_auth(token.expose());
         }
         let unreachable = |e: reqwest::Error| UpstreamError::Unreachable {
-            url: url.clone(),
+            url: url.to_owned(),
             reason: e.to_string(),
         };
         let response = request.send().await.map_err(unreachable)?;
