@@ -131,6 +131,15 @@ fn unknown(id: i64) -> ApiError {
     )
 }
 
+async fn ensure_known(state: &AppState, id: i64) -> Result<(), ApiError> {
+    let known = state.store().forwarding().subscriptions().await?;
+    if known.iter().any(|s| s.id == id) {
+        Ok(())
+    } else {
+        Err(unknown(id))
+    }
+}
+
 /// `DELETE /v1/webhooks/{id}`
 pub async fn delete(
     State(state): State<AppState>,
@@ -153,10 +162,7 @@ pub async fn dead_letters(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     admin(&state, &headers).await?;
-    let known = state.store().forwarding().subscriptions().await?;
-    if !known.iter().any(|s| s.id == id) {
-        return Err(unknown(id));
-    }
+    ensure_known(&state, id).await?;
     let letters = state.store().forwarding().dead_letters(id, 1000).await?;
     let letters: Vec<Value> = letters
         .iter()
@@ -182,10 +188,7 @@ pub async fn replay(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     admin(&state, &headers).await?;
-    let known = state.store().forwarding().subscriptions().await?;
-    if !known.iter().any(|s| s.id == id) {
-        return Err(unknown(id));
-    }
+    ensure_known(&state, id).await?;
     let replayed = state
         .store()
         .forwarding()
