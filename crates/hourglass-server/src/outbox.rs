@@ -126,11 +126,12 @@ pub fn outcome_of_attempt(
             message: details,
             at,
         },
-        Attempt::Answered {
-            status,
-            wamid: Some(wamid),
-            ..
-        } if (200..300).contains(&status) => OutboxOutcome::Sent { wamid, at },
+        // A 2xx is Meta's acceptance even when its body cannot be read: failing the row
+        // would invite the client to send the message again. The status webhook, which
+        // carries the outbox's callback data, fills in Meta's id.
+        Attempt::Answered { status, wamid, .. } if (200..300).contains(&status) => {
+            OutboxOutcome::Sent { wamid, at }
+        }
         Attempt::Answered { status, error, .. } => {
             let (code, message) = match error {
                 Some((code, message)) => (Some(code), message),
@@ -495,6 +496,23 @@ mod tests {
             matches!(&last, OutboxOutcome::Failed { message, .. } if message.starts_with("gave up after 12 attempts")),
             "{last:?}"
         );
+    }
+
+    #[test]
+    fn a_2xx_whose_body_cannot_be_read_is_still_sent() {
+        let settings = OutboxConfig::default();
+        let at = Instant::from_unix_seconds(1_800_000_100);
+        let outcome = outcome_of_attempt(
+            &settings,
+            &row(1),
+            Attempt::Answered {
+                status: 200,
+                wamid: None,
+                error: None,
+            },
+            at,
+        );
+        assert_eq!(outcome, OutboxOutcome::Sent { wamid: None, at });
     }
 
     #[test]

@@ -334,7 +334,7 @@ async fn answer_for(
                 .into_response())
         }
         OutboxState::Sent => {
-            let message_id = row.wamid.clone().unwrap_or_default();
+            let message_id = row.wamid.clone();
             let mut record = json!({"id": message_id, "direction": "outbound"});
             // The contact as a thread knows it: a phone number without its `+`.
             let contact = row.contact.strip_prefix('+').unwrap_or(&row.contact);

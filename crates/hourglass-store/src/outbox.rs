@@ -134,8 +134,9 @@ pub enum Enqueued {
 /// How an attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OutboxOutcome {
-    /// Meta accepted the message.
-    Sent { wamid: String, at: Instant },
+    /// Meta accepted the message; its id, when Meta's answer could be read (a status
+    /// webhook fills it in otherwise).
+    Sent { wamid: Option<String>, at: Instant },
     /// A transient failure: try again at `next_attempt_at`.
     Retry {
         next_attempt_at: Instant,
@@ -255,7 +256,7 @@ macro_rules! define_outbox {
                 let query = match outcome {
                     // A status webhook may have finished the row first (`sent`).
                     OutboxOutcome::Sent { wamid, at } => sqlx::query(
-                        "UPDATE outbox SET state = 'sent', wamid = $3, finished_at = COALESCE(finished_at, $4),
+                        "UPDATE outbox SET state = 'sent', wamid = COALESCE($3, wamid), finished_at = COALESCE(finished_at, $4),
                                            lease_until = NULL, error_code = NULL, error_message = NULL
                          WHERE id = $1 AND attempts = $2 AND state IN ('sending', 'sent')",
                     )
