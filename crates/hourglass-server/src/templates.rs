@@ -262,6 +262,19 @@ fn meta_refused(status: u16, body: &[u8], what: &str) -> ApiError {
     )
 }
 
+/// Meta's answer to a management call, or the error to give when Meta could not be
+/// reached or refused.
+fn accepted(
+    answer: Result<crate::upstream::UpstreamResponse, crate::upstream::UpstreamError>,
+    what: &str,
+) -> Result<crate::upstream::UpstreamResponse, ApiError> {
+    let answer = answer.map_err(upstream_unreachable)?;
+    if !(200..300).contains(&answer.status) {
+        return Err(meta_refused(answer.status, &answer.body, what));
+    }
+    Ok(answer)
+}
+
 fn upstream_unreachable(error: crate::upstream::UpstreamError) -> ApiError {
     ApiError::new(
         StatusCode::BAD_GATEWAY,
@@ -414,18 +427,10 @@ pub async fn create_with_meta(
 ) -> Result<TemplateRecord, ApiError> {
     // Meta's verdict (a webhook) follows its answer: the creation is dated before it.
     let observed = now();
-    let answer = state
-        .upstream()
-        .create_template(waba_id, definition)
-        .await
-        .map_err(upstream_unreachable)?;
-    if !(200..300).contains(&answer.status) {
-        return Err(meta_refused(
-            answer.status,
-            &answer.body,
-            "create the template",
-        ));
-    }
+    let answer = accepted(
+        state.upstream().create_template(waba_id, definition).await,
+        "create the template",
+    )?;
     let created: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
     let mut described = definition.clone();
     for key in ["id", "status", "category"] {
@@ -458,18 +463,13 @@ pub async fn sync_registry(
     let mut after: Option<String> = None;
     let mut pages = 0u32;
     loop {
-        let answer = state
-            .upstream()
-            .list_templates(waba_id, page_size, after.as_deref())
-            .await
-            .map_err(upstream_unreachable)?;
-        if !(200..300).contains(&answer.status) {
-            return Err(meta_refused(
-                answer.status,
-                &answer.body,
-                "list the templates",
-            ));
-        }
+        let answer = accepted(
+            state
+                .upstream()
+                .list_templates(waba_id, page_size, after.as_deref())
+                .await,
+            "list the templates",
+        )?;
         pages += 1;
         let page: Value = serde_json::from_slice(&answer.body).map_err(|e| {
             ApiError::new(
@@ -566,18 +566,13 @@ pub async fn delete_template(
                 })?,
         ),
     };
-    let answer = state
-        .upstream()
-        .delete_template(&waba_id, &name, hsm_id.as_deref())
-        .await
-        .map_err(upstream_unreachable)?;
-    if !(200..300).contains(&answer.status) {
-        return Err(meta_refused(
-            answer.status,
-            &answer.body,
-            "delete the template",
-        ));
-    }
+    accepted(
+        state
+            .upstream()
+            .delete_template(&waba_id, &name, hsm_id.as_deref())
+            .await,
+        "delete the template",
+    )?;
     let gone = state
         .store()
         .template_registry()
