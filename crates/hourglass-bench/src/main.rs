@@ -635,47 +635,12 @@ async fn seed_deliveries(
             .iter()
             .map(|b| {
                 let webhook = hourglass_meta::parse_webhook(&b.body).expect("parses");
-                let mut items = Vec::new();
-                for entry in &webhook.entries {
-                    for change in &entry.changes {
-                        if let hourglass_meta::webhook::ChangeValue::Messages(v) = &change.value {
-                            for m in v.messages.iter().filter_map(|m| m.parsed()) {
-                                items.push(hourglass_store::IngestItem::Inbound {
-                                    number: hourglass_store::NumberRef {
-                                        phone_number_id: NUMBER.into(),
-                                        waba_id: entry.id.clone(),
-                                        display_phone_number: v
-                                            .metadata
-                                            .display_phone_number
-                                            .clone(),
-                                    },
-                                    contact: hourglass_store::ContactKey {
-                                        wa_id: m.from.clone(),
-                                        user_id: m.from_user_id.clone(),
-                                    },
-                                    profile_name: None,
-                                    message_id: m.id.clone(),
-                                    timestamp: hourglass_core::Instant::from_unix_seconds(
-                                        m.timestamp,
-                                    ),
-                                    message_type: "text".into(),
-                                    entry_point: hourglass_core::EntryPoint::Organic,
-                                    is_reaction: false,
-                                    counts_for_window: true,
-                                    forward: None,
-                                    media: None,
-                                    raw: m.raw.to_string(),
-                                });
-                            }
-                        }
-                    }
-                }
-                hourglass_store::WebhookDelivery {
-                    body_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b.body)),
-                    received_at: hourglass_core::Instant::from_unix_seconds(base_time),
-                    body: b.body.to_vec(),
-                    items,
-                }
+                hourglass_server::ingest::delivery_from_webhook(
+                    &b.body,
+                    &webhook,
+                    hourglass_core::Instant::from_unix_seconds(base_time),
+                    false,
+                )
             })
             .collect();
         let t = Stopwatch::now();

@@ -18,6 +18,14 @@ pub const FEP_SECONDS: i64 = 3 * DAY;
 /// in `[at - HISTORY_LOOKBACK_SECONDS, at]` plus the latest customer message before `at`.
 pub const HISTORY_LOOKBACK_SECONDS: i64 = 7 * DAY;
 
+/// Whether a customer message at `at` opens a new customer service window, given the
+/// contact's latest earlier customer message: it does when there was none, or when that
+/// one's window had closed by `at` (the 24 hours are up at `previous + 24 h` exactly). A
+/// message no newer than the latest one (a late webhook) opens nothing now.
+pub fn opens_window(previous: Option<Instant>, at: Instant) -> bool {
+    previous.is_none_or(|previous| at >= previous.plus_seconds(CSW_SECONDS))
+}
+
 /// Settings a business chooses that change the rules.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuleSettings {

@@ -142,6 +142,7 @@ impl Application {
         state.forwarding().set(subscribed);
         tokio::spawn(crate::outbox::run(state.clone()));
         tokio::spawn(crate::forwarding::run(state.clone()));
+        tokio::spawn(crate::window_events::run(state.clone()));
         tokio::spawn(crate::media::run(state.clone()));
         let router = router(state.clone());
         Ok(Application {

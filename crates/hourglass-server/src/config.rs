@@ -70,12 +70,19 @@ pub struct ForwardingConfig {
     /// How long an item that cannot be delivered is retried before it becomes a dead
     /// letter: 7 days, as Meta retries its own webhooks.
     pub retry_for_seconds: i64,
+    /// How long before a customer service window closes its `window.closing_soon` event
+    /// is sent: an hour by default.
+    pub window_closing_soon_seconds: i64,
+    /// How often the clock-driven window events (closing soon, closed) are looked for.
+    pub window_tick_ms: u64,
 }
 
 impl Default for ForwardingConfig {
     fn default() -> Self {
         ForwardingConfig {
             retry_for_seconds: 7 * 86_400,
+            window_closing_soon_seconds: 3_600,
+            window_tick_ms: 5_000,
         }
     }
 }
@@ -336,6 +343,15 @@ impl Config {
                     "{} and {}",
                     self.outbox.pair_interval_seconds, self.outbox.pair_burst
                 ),
+            });
+        }
+        let closing_soon = self.forwarding.window_closing_soon_seconds;
+        if !(1..hourglass_core::CSW_SECONDS).contains(&closing_soon)
+            || self.forwarding.window_tick_ms == 0
+        {
+            return Err(ConfigError::Number {
+                setting: "forwarding.window_closing_soon_seconds (1 to 86399) and forwarding.window_tick_ms (> 0)",
+                value: format!("{closing_soon} and {}", self.forwarding.window_tick_ms),
             });
         }
         if !(self.database_url.starts_with("sqlite://")

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::metrics::Metrics;
+use crate::window_events::{window_event, WindowEvent};
 
 /// WhatsApp did not exist before 2009; Meta's retries last 7 days. An event timestamp
 /// before `EARLIEST_PLAUSIBLE` or more than a day ahead of our clock is not believed: the
@@ -240,8 +241,19 @@ fn template_change(waba_id: &str, update: &TemplateUpdate, at: Instant) -> Templ
     }
 }
 
+/// The key forwards are ordered by: the business number and the contact.
+pub fn thread_key(phone_number_id: &str, contact: &ContactKey) -> String {
+    let who = contact
+        .wa_id
+        .as_deref()
+        .or(contact.user_id.as_deref())
+        .unwrap_or("");
+    format!("{phone_number_id}|{who}")
+}
+
 /// Gives a stored item the payload to forward (only messages, statuses and calls that
-/// were understood; the rest is kept raw and not forwarded).
+/// were understood; the rest is kept raw and not forwarded), and a customer message the
+/// `window.opened` event to forward if the store finds that it opens the window.
 fn attach_forward(item: &mut IngestItem, body: impl FnOnce() -> Vec<u8>) {
     let (kind, number, contact, slot) = match item {
         IngestItem::Inbound {
@@ -249,17 +261,31 @@ fn attach_forward(item: &mut IngestItem, body: impl FnOnce() -> Vec<u8>) {
             contact,
             message_type,
             forward,
+            window_opened,
+            timestamp,
+            counts_for_window,
+            is_reaction,
             ..
-        } => (
-            if message_type == "call" {
-                "calls"
-            } else {
-                "messages"
-            },
-            number,
-            contact,
-            forward,
-        ),
+        } => {
+            if *counts_for_window && !*is_reaction {
+                *window_opened = Some(Box::new(window_event(
+                    WindowEvent::Opened,
+                    &number.phone_number_id,
+                    contact,
+                    *timestamp,
+                )));
+            }
+            (
+                if message_type == "call" {
+                    "calls"
+                } else {
+                    "messages"
+                },
+                number,
+                contact,
+                forward,
+            )
+        }
         IngestItem::Status {
             number,
             contact,
@@ -268,14 +294,9 @@ fn attach_forward(item: &mut IngestItem, body: impl FnOnce() -> Vec<u8>) {
         } => ("statuses", number, contact, forward),
         _ => return,
     };
-    let who = contact
-        .wa_id
-        .as_deref()
-        .or(contact.user_id.as_deref())
-        .unwrap_or("");
     *slot = Some(Box::new(ForwardItem {
         kind,
-        thread_key: format!("{}|{who}", number.phone_number_id),
+        thread_key: thread_key(&number.phone_number_id, contact),
         body: body(),
     }));
 }
@@ -371,6 +392,7 @@ fn inbound_item(
         counts_for_window: m.kind != MessageKind::System,
         raw: m.raw.to_string(),
         forward: None,
+        window_opened: None,
         media: media_of(m),
     }
 }
@@ -428,6 +450,7 @@ fn call_item(
         counts_for_window: true,
         raw: c.raw.to_string(),
         forward: None,
+        window_opened: None,
         media: None,
     }
 }

@@ -24,6 +24,7 @@ pub mod templates;
 pub mod time;
 pub mod upstream;
 pub mod webhook;
+pub mod window_events;
 pub mod windows;
 
 pub use app::{AppState, Application};

@@ -6,17 +6,25 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use hourglass_store::{NewSubscription, Subscription};
+use hourglass_core::Instant;
+use hourglass_meta::parse_webhook;
+use hourglass_store::{ForwardItem, IngestItem, NewSubscription, Subscription};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
 use crate::auth::{authenticate, Principal};
 use crate::error::ApiError;
-use crate::time::{format_instant, now};
+use crate::ingest::delivery_from_webhook;
+use crate::time::{format_instant, now, parse_instant};
 
-/// The kinds of item a subscription may choose.
-pub const FORWARDED_KINDS: [&str; 3] = ["messages", "statuses", "calls"];
+/// The kinds of item a subscription may choose: Meta's, and Hourglass's own window
+/// events (see `window_events`).
+pub const FORWARDED_KINDS: [&str; 4] = ["messages", "statuses", "calls", "windows"];
+
+/// What a subscription that names no `events` gets: Meta's items only, so that a bot
+/// written for Meta's webhooks sees nothing else (`"*"` means every kind).
+pub const DEFAULT_KINDS: [&str; 3] = ["messages", "statuses", "calls"];
 
 async fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     match authenticate(state.store(), state.config().api_key.as_ref(), headers).await? {
@@ -51,7 +59,7 @@ pub fn new_subscription(request: SubscriptionRequest) -> Result<NewSubscription,
     }
     let events = request
         .events
-        .unwrap_or_else(|| FORWARDED_KINDS.iter().map(|k| k.to_string()).collect());
+        .unwrap_or_else(|| DEFAULT_KINDS.iter().map(|k| k.to_string()).collect());
     if events.is_empty() {
         return Err("`events` must name at least one kind".into());
     }
@@ -181,19 +189,132 @@ pub async fn dead_letters(
     Ok(Json(json!({"dead_letters": letters})))
 }
 
-/// `POST /v1/webhooks/{id}/replay`: every dead letter is tried again, for 7 more days.
+/// What `POST /v1/webhooks/{id}/replay` may ask for: with no body, the dead letters;
+/// with `since` (and `until`), every item of the raw deliveries received then.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// Raw deliveries read per page during a replay.
+const REPLAY_PAGE: u32 = 500;
+
+/// `POST /v1/webhooks/{id}/replay`: with no body, every dead letter is tried again for 7
+/// more days. With `{"since": "…", "until"?: "…"}`, the raw deliveries Hourglass received
+/// in that span are read again, byte for byte as Meta sent them, and every message,
+/// status and call in them that the subscription wants is forwarded again, in the order
+/// they arrived (at least once: an app that already had an item gets it again).
 pub async fn replay(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     admin(&state, &headers).await?;
     ensure_known(&state, id).await?;
-    let replayed = state
-        .store()
-        .forwarding()
-        .replay_dead_letters(id, now())
-        .await?;
+    let request: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_body",
+                format!("expected no body (replay dead letters) or {{\"since\", \"until\"?}} (RFC 3339 instants): {e}"),
+            )
+        })?
+    };
+    let at = now();
+    let Some(since) = request.since else {
+        if request.until.is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "`until` needs `since`: the span of raw deliveries to replay",
+            ));
+        }
+        let replayed = state
+            .store()
+            .forwarding()
+            .replay_dead_letters(id, at)
+            .await?;
+        state.forwarding().wake();
+        return Ok(Json(json!({"replayed": replayed})));
+    };
+    let instant = |name: &str, text: &str| {
+        parse_instant(text)
+            .map_err(|e| ApiError::bad_request("invalid_instant", format!("`{name}`: {e}")))
+    };
+    let since = instant("since", &since)?;
+    let until = match &request.until {
+        Some(text) => instant("until", text)?,
+        None => at.plus_seconds(1),
+    };
+    if until <= since {
+        return Err(ApiError::bad_request(
+            "invalid_span",
+            "`until` must be after `since`",
+        ));
+    }
+    let (deliveries, replayed) = replay_raw(&state, id, since, until, at).await?;
     state.forwarding().wake();
-    Ok(Json(json!({"replayed": replayed})))
+    Ok(Json(json!({
+        "replayed": replayed,
+        "deliveries_read": deliveries,
+        "since": format_instant(since),
+        "until": format_instant(until),
+    })))
+}
+
+/// Reads the raw deliveries of `[since, until)` page by page and enqueues their items
+/// for subscription `id`. Returns the deliveries read and the forwards added.
+async fn replay_raw(
+    state: &AppState,
+    id: i64,
+    since: Instant,
+    until: Instant,
+    at: Instant,
+) -> Result<(u64, u64), ApiError> {
+    let forwarding = state.store().forwarding();
+    let (mut read, mut added) = (0, 0);
+    let mut after = None;
+    loop {
+        let page = forwarding
+            .raw_deliveries(since, until, after.take(), REPLAY_PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.seq);
+        let mut items = Vec::new();
+        for raw in &page {
+            read += 1;
+            // Stored only once it was read; a body that no longer reads (an older parser's
+            // leniency) is skipped, and said so.
+            let Ok(webhook) = parse_webhook(&raw.body) else {
+                tracing::warn!(
+                    sha256 = raw.sha256,
+                    "replay: a stored delivery no longer parses; skipped"
+                );
+                continue;
+            };
+            let delivery = delivery_from_webhook(&raw.body, &webhook, raw.received_at, true);
+            items.extend(delivery.items.into_iter().filter_map(forward_of));
+        }
+        added += forwarding.enqueue_forwards(id, &items, at).await?;
+        if page.len() < REPLAY_PAGE as usize {
+            break;
+        }
+    }
+    Ok((read, added))
+}
+
+/// The forward an ingest item carries, with its business number.
+fn forward_of(item: IngestItem) -> Option<(String, ForwardItem)> {
+    match item {
+        IngestItem::Inbound {
+            number, forward, ..
+        }
+        | IngestItem::Status {
+            number, forward, ..
+        } => forward.map(|f| (number.phone_number_id, *f)),
+        IngestItem::Unprocessed { .. } | IngestItem::TemplateChange(_) => None,
+    }
 }

@@ -114,6 +114,23 @@ impl SummaryChange {
     }
 }
 
+/// Of a thread's new customer messages (instant, and what to emit if it opens the
+/// window), those that open a window, given the latest customer message before them:
+/// each is judged against the one before it.
+pub(crate) fn windows_opened<T>(previous: Option<i64>, mut candidates: Vec<(i64, T)>) -> Vec<T> {
+    candidates.sort_by_key(|(at, _)| *at);
+    let mut latest = previous.map(hourglass_core::Instant::from_unix_seconds);
+    let mut opened = Vec::new();
+    for (at, event) in candidates {
+        let at = hourglass_core::Instant::from_unix_seconds(at);
+        if hourglass_core::opens_window(latest, at) {
+            opened.push(event);
+        }
+        latest = Some(latest.map_or(at, |l| l.max(at)));
+    }
+    opened
+}
+
 /// Per outbound message, what its new statuses say: grouped so one statement never
 /// touches the same row twice (PostgreSQL refuses that in `ON CONFLICT DO UPDATE`).
 #[derive(Debug, Clone)]
@@ -451,12 +468,15 @@ macro_rules! define_batch_ingest {
             let mut counted_messages: HashSet<&str> = HashSet::new();
             let mut counted_statuses: HashSet<(&str, &str)> = HashSet::new();
             let mut forwards: Vec<(&String, &Box<crate::ForwardItem>)> = Vec::new();
+            // Per thread, new customer messages that may open its window.
+            let mut may_open: std::collections::BTreeMap<i64, Vec<(i64, (&String, &Box<crate::ForwardItem>))>> =
+                std::collections::BTreeMap::new();
             let mut new_media: Vec<(&String, &String, &Box<crate::MediaRef>)> = Vec::new();
             for item in &just_items {
                 match item {
                     IngestItem::Inbound {
                         number, contact, profile_name, message_id, timestamp, entry_point,
-                        is_reaction, counts_for_window, forward, media, ..
+                        is_reaction, counts_for_window, forward, window_opened, media, ..
                     } => {
                         if !new_messages.contains(message_id.as_str()) || !counted_messages.insert(message_id) {
                             report.duplicates += 1;
@@ -468,6 +488,12 @@ macro_rules! define_batch_ingest {
                         }
                         if let Some(m) = media {
                             new_media.push((&number.phone_number_id, message_id, m));
+                        }
+                        if let (Some(opened), true, false) = (window_opened, *counts_for_window, *is_reaction) {
+                            may_open.entry(thread_id(number, contact)).or_default().push((
+                                timestamp.unix_seconds(),
+                                (&number.phone_number_id, opened),
+                            ));
                         }
                         if *counts_for_window {
                             summaries.entry(thread_id(number, contact)).or_default().add_inbound(
@@ -529,6 +555,23 @@ macro_rules! define_batch_ingest {
                          ELSE messages.delivered_at END",
                 );
                 upsert.build().execute(&mut *conn).await?;
+            }
+
+            // Which of them open it: read each thread's latest customer message before
+            // this batch, rows locked in id order until the commit.
+            if !may_open.is_empty() {
+                let ids: Vec<i64> = may_open.keys().copied().collect();
+                let previous: Vec<(i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT id, last_customer_at FROM threads WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                )
+                .bind(&ids)
+                .fetch_all(&mut *conn)
+                .await?;
+                for (id, previous) in previous {
+                    if let Some(candidates) = may_open.remove(&id) {
+                        forwards.extend(windows_opened(previous, candidates));
+                    }
+                }
             }
 
             let mut summaries: Vec<(i64, SummaryChange)> = summaries.into_iter().collect();
@@ -633,3 +676,32 @@ macro_rules! define_batch_ingest {
 }
 
 pub(crate) use define_batch_ingest;
+
+#[cfg(test)]
+mod tests {
+    use super::windows_opened;
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn each_new_message_is_judged_against_the_one_before_it() {
+        let t = 1_790_000_000;
+        // No history: the earliest opens; one a minute later does not; one a day after
+        // that one opens again.
+        assert_eq!(
+            windows_opened(None, vec![(t + 60 + DAY, "c"), (t, "a"), (t + 60, "b")]),
+            ["a", "c"]
+        );
+        // Judged against the latest before it, not the first: `b` kept the window open.
+        assert_eq!(
+            windows_opened(None, vec![(t, "a"), (t + DAY - 1, "b"), (t + DAY, "c")]),
+            ["a"]
+        );
+        // A window still open at the first new message: nothing opens.
+        assert!(windows_opened(Some(t), vec![(t + DAY - 1, "x")]).is_empty());
+        // Closed by then, to the second.
+        assert_eq!(windows_opened(Some(t), vec![(t + DAY, "y")]), ["y"]);
+        // A late webhook for an older message opens nothing now.
+        assert!(windows_opened(Some(t), vec![(t - 10, "late")]).is_empty());
+    }
+}

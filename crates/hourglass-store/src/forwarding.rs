@@ -7,13 +7,67 @@
 
 use hourglass_core::Instant;
 
-/// Adds one forward row per active subscription that wants this kind of item from this
-/// number. `$1` thread key, `$2` kind, `$3` body, `$4` now, `$5` phone_number_id.
-pub(crate) const ENQUEUE_FORWARDS: &str = "INSERT INTO webhook_forwards (subscription_id, thread_key, kind, body, state, attempts, next_attempt_at, created_at)
+/// The forward-row insert, with `$extra` conditions on the subscription.
+macro_rules! enqueue_forwards_sql {
+    ($extra:literal) => {
+        concat!(
+            "INSERT INTO webhook_forwards (subscription_id, thread_key, kind, body, state, attempts, next_attempt_at, created_at)
      SELECT id, $1, $2, $3, 'pending', 0, $4, $4 FROM webhook_subscriptions
       WHERE active = 1
         AND (events = '*' OR (',' || events || ',') LIKE ('%,' || $2 || ',%'))
-        AND (phone_number_ids IS NULL OR (',' || phone_number_ids || ',') LIKE ('%,' || $5 || ',%'))";
+        AND (phone_number_ids IS NULL OR (',' || phone_number_ids || ',') LIKE ('%,' || $5 || ',%'))",
+            $extra
+        )
+    };
+}
+
+/// Adds one forward row per active subscription that wants this kind of item from this
+/// number. `$1` thread key, `$2` kind, `$3` body, `$4` now, `$5` phone_number_id.
+pub(crate) const ENQUEUE_FORWARDS: &str = enqueue_forwards_sql!("");
+
+/// [`ENQUEUE_FORWARDS`] for one subscription only (`$6`): a replay.
+pub(crate) const ENQUEUE_FORWARDS_TO_ONE: &str = enqueue_forwards_sql!(" AND id = $6");
+
+/// Raw deliveries received in `[$1, $2)` that arrived after the one numbered `$3`, in
+/// the order they arrived, `$4` at most. SQLite numbers rows by `rowid`; PostgreSQL by
+/// the `seq` column.
+pub(crate) fn raw_deliveries_page_sql(postgres: bool) -> String {
+    let seq = if postgres { "seq" } else { "rowid" };
+    format!(
+        "SELECT {seq} AS seq, sha256, received_at, body FROM webhook_deliveries
+          WHERE {seq} > $3 AND received_at >= $1 AND received_at < $2
+          ORDER BY {seq} LIMIT $4"
+    )
+}
+
+/// The number of the first delivery received at or after `$1`, less one: where a replay
+/// from `$1` starts reading.
+pub(crate) fn raw_deliveries_start_sql(postgres: bool) -> String {
+    let seq = if postgres { "seq" } else { "rowid" };
+    format!("SELECT MIN({seq}) - 1 FROM webhook_deliveries WHERE received_at >= $1")
+}
+
+/// The clock cursor of the window events (closing soon, closed).
+pub const WINDOW_CLOCK: &str = "window_events";
+
+/// A thread whose latest customer message is in a span: its window closes 24 hours later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowThread {
+    pub phone_number_id: String,
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
+    pub last_customer_at: Instant,
+}
+
+/// A webhook body as Meta sent it, kept byte for byte.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawDelivery {
+    /// Its place in the order of arrival.
+    pub seq: i64,
+    pub sha256: String,
+    pub received_at: Instant,
+    pub body: Vec<u8>,
+}
 
 const CLAIM_SELECT: &str = "SELECT f.id FROM webhook_forwards f
                    WHERE f.state = 'pending' AND f.next_attempt_at <= $1
@@ -287,25 +341,142 @@ macro_rules! define_forwarding {
 
             async fn enqueue_forwards(
                 &self,
-                phone_number_id: &str,
-                items: &[ForwardItem],
+                subscription_id: i64,
+                items: &[(String, ForwardItem)],
                 now: Instant,
             ) -> Result<u64, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let mut added = 0;
-                for item in items {
-                    added += sqlx::query(ENQUEUE_FORWARDS)
+                for (phone_number_id, item) in items {
+                    added += sqlx::query(ENQUEUE_FORWARDS_TO_ONE)
                         .bind(&item.thread_key)
                         .bind(item.kind)
                         .bind(&item.body)
                         .bind(now.unix_seconds())
                         .bind(phone_number_id)
+                        .bind(subscription_id)
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
                 }
                 tx.commit().await?;
                 Ok(added)
+            }
+
+            async fn clock(&self, name: &str) -> Result<Option<Instant>, StoreError> {
+                let at: Option<i64> = sqlx::query_scalar("SELECT at FROM clock_cursors WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(at.map(Instant::from_unix_seconds))
+            }
+
+            async fn threads_by_last_customer_message(
+                &self,
+                after: Instant,
+                until: Instant,
+            ) -> Result<Vec<WindowThread>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT phone_number_id, wa_id, user_id, last_customer_at FROM threads
+                      WHERE last_customer_at > $1 AND last_customer_at <= $2
+                      ORDER BY last_customer_at, id",
+                )
+                .bind(after.unix_seconds())
+                .bind(until.unix_seconds())
+                .fetch_all(&self.read)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(WindowThread {
+                            phone_number_id: row.try_get("phone_number_id")?,
+                            wa_id: row.try_get("wa_id")?,
+                            user_id: row.try_get("user_id")?,
+                            last_customer_at: Instant::from_unix_seconds(row.try_get("last_customer_at")?),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn advance_clock(
+                &self,
+                name: &str,
+                from: Option<Instant>,
+                to: Instant,
+                items: &[(String, ForwardItem)],
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let moved = match from {
+                    None => sqlx::query(
+                        "INSERT INTO clock_cursors (name, at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    )
+                    .bind(name)
+                    .bind(to.unix_seconds()),
+                    Some(from) => sqlx::query(
+                        "UPDATE clock_cursors SET at = $2 WHERE name = $1 AND at = $3",
+                    )
+                    .bind(name)
+                    .bind(to.unix_seconds())
+                    .bind(from.unix_seconds()),
+                }
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if moved != 1 {
+                    // Another process emitted this span first.
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                for (phone_number_id, item) in items {
+                    sqlx::query(ENQUEUE_FORWARDS)
+                        .bind(&item.thread_key)
+                        .bind(item.kind)
+                        .bind(&item.body)
+                        .bind(to.unix_seconds())
+                        .bind(phone_number_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn raw_deliveries(
+                &self,
+                from: Instant,
+                until: Instant,
+                after: Option<i64>,
+                limit: u32,
+            ) -> Result<Vec<RawDelivery>, StoreError> {
+                let after = match after {
+                    Some(seq) => seq,
+                    None => {
+                        let start: Option<i64> = sqlx::query_scalar(&raw_deliveries_start_sql($postgres))
+                            .bind(from.unix_seconds())
+                            .fetch_one(&self.read)
+                            .await?;
+                        match start {
+                            Some(start) => start,
+                            None => return Ok(Vec::new()),
+                        }
+                    }
+                };
+                let rows = sqlx::query(&raw_deliveries_page_sql($postgres))
+                    .bind(from.unix_seconds())
+                    .bind(until.unix_seconds())
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(RawDelivery {
+                            seq: row.try_get("seq")?,
+                            sha256: row.try_get("sha256")?,
+                            received_at: Instant::from_unix_seconds(row.try_get("received_at")?),
+                            body: row.try_get("body")?,
+                        })
+                    })
+                    .collect()
             }
         }
     };

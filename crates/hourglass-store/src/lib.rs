@@ -15,6 +15,7 @@ mod outbox;
 mod postgres;
 mod rate_limits;
 mod sqlite;
+mod sqlite_outbox;
 mod sqlite_writer;
 mod templates;
 mod window_cache;
@@ -22,7 +23,10 @@ mod window_cache;
 use async_trait::async_trait;
 use hourglass_core::{Instant, ThreadHistory};
 
-pub use forwarding::{ForwardItem, ForwardOutcome, ForwardRow, NewSubscription, Subscription};
+pub use forwarding::{
+    ForwardItem, ForwardOutcome, ForwardRow, NewSubscription, RawDelivery, Subscription,
+    WindowThread, WINDOW_CLOCK,
+};
 pub use media::{MediaOutcome, MediaRef, MediaRow};
 pub use model::*;
 pub use outbox::{Enqueued, NewOutboxMessage, OutboxOutcome, OutboxRow, OutboxState};
@@ -273,14 +277,42 @@ pub trait Forwarding: Send + Sync {
         subscription_id: i64,
         now: Instant,
     ) -> Result<u64, StoreError>;
-    /// Adds forwards for items read again from stored raw deliveries (a replay), for
-    /// every subscription that wants them.
+    /// Adds forwards to one subscription, if it wants them, for items read again from
+    /// stored raw deliveries (a replay): each with its business number's id.
     async fn enqueue_forwards(
         &self,
-        phone_number_id: &str,
-        items: &[ForwardItem],
+        subscription_id: i64,
+        items: &[(String, ForwardItem)],
         now: Instant,
     ) -> Result<u64, StoreError>;
+    /// Where the clock-driven events named `name` were last emitted up to.
+    async fn clock(&self, name: &str) -> Result<Option<Instant>, StoreError>;
+    /// Threads whose latest customer message is in `(after, until]`, oldest first.
+    async fn threads_by_last_customer_message(
+        &self,
+        after: Instant,
+        until: Instant,
+    ) -> Result<Vec<WindowThread>, StoreError>;
+    /// Moves clock `name` from `from` (`None`: not set yet) to `to` and enqueues the
+    /// events of that span, in one transaction. `false`, with nothing enqueued, when the
+    /// clock was no longer at `from`: another process emitted the span.
+    async fn advance_clock(
+        &self,
+        name: &str,
+        from: Option<Instant>,
+        to: Instant,
+        items: &[(String, ForwardItem)],
+    ) -> Result<bool, StoreError>;
+    /// Stored raw webhook deliveries received in `[from, until)`, in the order they
+    /// arrived, after the one numbered `after` (the last of the previous page; `None`
+    /// for the first page).
+    async fn raw_deliveries(
+        &self,
+        from: Instant,
+        until: Instant,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RawDelivery>, StoreError>;
 }
 
 /// Media rows (see `media`). The ingest writers add them with their messages.

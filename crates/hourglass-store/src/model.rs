@@ -46,6 +46,10 @@ pub enum IngestItem {
         raw: String,
         /// What to forward to subscribed apps, when any subscription exists.
         forward: Option<Box<crate::ForwardItem>>,
+        /// Hourglass's `window.opened` event, to forward if this message opens the
+        /// customer service window (the contact's previous message, if any, is 24 hours
+        /// or more older); only the store knows that.
+        window_opened: Option<Box<crate::ForwardItem>>,
         /// The medium it carries (voice note, image, document…), to download.
         media: Option<Box<crate::MediaRef>>,
     },

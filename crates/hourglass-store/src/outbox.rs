@@ -41,6 +41,61 @@ pub(crate) const RECONCILE_FROM_STATUS: &str = "UPDATE outbox SET
      WHERE id = $1 AND phone_number_id = $3 AND (wamid IS NULL OR wamid = $2)
        AND state IN ('queued', 'sending', 'sent')";
 
+/// The statement that finishes an attempt, by how it ended. Every one binds `$1` the
+/// row's id and `$2` the claim's attempt number (only the current claim may finish it),
+/// then the outcome's own values in the order of [`OutboxOutcome`]'s fields (`Refused`
+/// binds its code as nullable, like `Failed`).
+pub(crate) fn finish_sql(outcome: &OutboxOutcome) -> &'static str {
+    match outcome {
+        // A status webhook may have finished the row first (`sent`).
+        OutboxOutcome::Sent { .. } => {
+            "UPDATE outbox SET state = 'sent', wamid = COALESCE($3, wamid), finished_at = COALESCE(finished_at, $4),
+                               lease_until = NULL, error_code = NULL, error_message = NULL
+             WHERE id = $1 AND attempts = $2 AND state IN ('sending', 'sent')"
+        }
+        OutboxOutcome::Retry { .. } => {
+            "UPDATE outbox SET state = 'queued', next_attempt_at = $3, error_code = $4,
+                               error_message = $5, lease_until = NULL
+             WHERE id = $1 AND attempts = $2 AND state = 'sending'"
+        }
+        // Not an attempt: the claim's count is given back.
+        OutboxOutcome::Deferred { .. } => {
+            "UPDATE outbox SET state = 'queued', next_attempt_at = $3, lease_until = NULL,
+                               attempts = attempts - 1
+             WHERE id = $1 AND attempts = $2 AND state = 'sending'"
+        }
+        OutboxOutcome::Failed { .. } => {
+            "UPDATE outbox SET state = 'failed', error_code = $3, error_message = $4,
+                               finished_at = $5, lease_until = NULL
+             WHERE id = $1 AND attempts = $2 AND state = 'sending'"
+        }
+        OutboxOutcome::Refused { .. } => {
+            "UPDATE outbox SET state = 'refused', error_code = $3, error_message = $4,
+                               finished_at = $5, lease_until = NULL
+             WHERE id = $1 AND attempts = $2 AND state = 'sending'"
+        }
+    }
+}
+
+/// Enqueues unless the number already holds the idempotency key. `$1` number, `$2`
+/// contact, `$3` key, `$4` request hash, `$5` body, `$6` send at, `$7` created at.
+pub(crate) fn enqueue_sql() -> String {
+    format!(
+        "INSERT INTO outbox (phone_number_id, contact, idempotency_key, request_sha256, body, state,
+                             next_attempt_at, created_at, send_at)
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $6)
+         ON CONFLICT (phone_number_id, idempotency_key) DO NOTHING
+         RETURNING {OUTBOX_COLUMNS}"
+    )
+}
+
+/// The row holding a number's idempotency key. `$1` number, `$2` key.
+pub(crate) fn by_idempotency_key_sql() -> String {
+    format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE phone_number_id = $1 AND idempotency_key = $2"
+    )
+}
+
 /// rusqlite binds by position, and SQLite numbers `$N` by first appearance: the ingest
 /// writer uses `?N`.
 pub(crate) fn numbered_for_rusqlite(sql: &str) -> String {
@@ -201,13 +256,7 @@ macro_rules! define_outbox {
         #[async_trait::async_trait]
         impl crate::Outbox for Outbox {
             async fn enqueue(&self, message: &NewOutboxMessage) -> Result<Enqueued, StoreError> {
-                let inserted = sqlx::query(&format!(
-                    "INSERT INTO outbox (phone_number_id, contact, idempotency_key, request_sha256, body, state,
-                                         next_attempt_at, created_at, send_at)
-                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $6)
-                     ON CONFLICT (phone_number_id, idempotency_key) DO NOTHING
-                     RETURNING {OUTBOX_COLUMNS}"
-                ))
+                let inserted = sqlx::query(&enqueue_sql())
                 .bind(&message.phone_number_id)
                 .bind(&message.contact)
                 .bind(&message.idempotency_key)
@@ -220,9 +269,7 @@ macro_rules! define_outbox {
                 if let Some(row) = inserted {
                     return Ok(Enqueued::New(outbox_from_row(&row)?));
                 }
-                let existing = sqlx::query(&format!(
-                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE phone_number_id = $1 AND idempotency_key = $2"
-                ))
+                let existing = sqlx::query(&by_idempotency_key_sql())
                 .bind(&message.phone_number_id)
                 .bind(&message.idempotency_key)
                 .fetch_one(&self.pool)
@@ -253,55 +300,21 @@ macro_rules! define_outbox {
                 attempt: i64,
                 outcome: &OutboxOutcome,
             ) -> Result<bool, StoreError> {
+                let query = sqlx::query(finish_sql(outcome)).bind(id).bind(attempt);
                 let query = match outcome {
-                    // A status webhook may have finished the row first (`sent`).
-                    OutboxOutcome::Sent { wamid, at } => sqlx::query(
-                        "UPDATE outbox SET state = 'sent', wamid = COALESCE($3, wamid), finished_at = COALESCE(finished_at, $4),
-                                           lease_until = NULL, error_code = NULL, error_message = NULL
-                         WHERE id = $1 AND attempts = $2 AND state IN ('sending', 'sent')",
-                    )
-                    .bind(id)
-                    .bind(attempt)
-                    .bind(wamid)
-                    .bind(at.unix_seconds()),
-                    OutboxOutcome::Retry { next_attempt_at, code, message } => sqlx::query(
-                        "UPDATE outbox SET state = 'queued', next_attempt_at = $3, error_code = $4,
-                                           error_message = $5, lease_until = NULL
-                         WHERE id = $1 AND attempts = $2 AND state = 'sending'",
-                    )
-                    .bind(id)
-                    .bind(attempt)
-                    .bind(next_attempt_at.unix_seconds())
-                    .bind(*code)
-                    .bind(message),
-                    OutboxOutcome::Deferred { next_attempt_at } => sqlx::query(
-                        "UPDATE outbox SET state = 'queued', next_attempt_at = $3, lease_until = NULL,
-                                           attempts = attempts - 1
-                         WHERE id = $1 AND attempts = $2 AND state = 'sending'",
-                    )
-                    .bind(id)
-                    .bind(attempt)
-                    .bind(next_attempt_at.unix_seconds()),
-                    OutboxOutcome::Failed { code, message, at } => sqlx::query(
-                        "UPDATE outbox SET state = 'failed', error_code = $3, error_message = $4,
-                                           finished_at = $5, lease_until = NULL
-                         WHERE id = $1 AND attempts = $2 AND state = 'sending'",
-                    )
-                    .bind(id)
-                    .bind(attempt)
-                    .bind(*code)
-                    .bind(message)
-                    .bind(at.unix_seconds()),
-                    OutboxOutcome::Refused { code, message, at } => sqlx::query(
-                        "UPDATE outbox SET state = 'refused', error_code = $3, error_message = $4,
-                                           finished_at = $5, lease_until = NULL
-                         WHERE id = $1 AND attempts = $2 AND state = 'sending'",
-                    )
-                    .bind(id)
-                    .bind(attempt)
-                    .bind(*code)
-                    .bind(message)
-                    .bind(at.unix_seconds()),
+                    OutboxOutcome::Sent { wamid, at } => query.bind(wamid).bind(at.unix_seconds()),
+                    OutboxOutcome::Retry { next_attempt_at, code, message } => {
+                        query.bind(next_attempt_at.unix_seconds()).bind(*code).bind(message)
+                    }
+                    OutboxOutcome::Deferred { next_attempt_at } => {
+                        query.bind(next_attempt_at.unix_seconds())
+                    }
+                    OutboxOutcome::Failed { code, message, at } => {
+                        query.bind(*code).bind(message).bind(at.unix_seconds())
+                    }
+                    OutboxOutcome::Refused { code, message, at } => {
+                        query.bind(Some(*code)).bind(message).bind(at.unix_seconds())
+                    }
                 };
                 Ok(query.execute(&self.pool).await?.rows_affected() == 1)
             }

@@ -13,25 +13,26 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use crate::model::*;
-use crate::sqlite_writer::SqliteIngestWriter;
+use crate::sqlite_outbox::{SqliteOutbox, SqliteRateLimits};
+use crate::sqlite_writer::SqliteWriter;
 use crate::window_cache::{count_before, WindowCache};
 use crate::{Forwarding, MediaStore, Outbox, RateLimits, Store, StoreError, TemplateRegistry};
-use std::collections::HashSet;
 use std::sync::Arc;
 
 pub struct SqliteStore {
-    /// Webhook batches: a thread of its own (see `sqlite_writer`).
-    ingest_writer: SqliteIngestWriter,
+    /// The writes that come often (webhooks, the outbox, recorded sends): a thread of
+    /// their own, committed together (see `sqlite_writer`).
+    group_writer: SqliteWriter,
     /// What window questions read, kept in process (see `window_cache`).
     cache: Arc<WindowCache>,
-    /// Exactly one connection: SQLite has one writer at a time, and queueing here is
-    /// cheaper than `SQLITE_BUSY` retries.
+    /// The rare writes (templates, keys, subscriptions, media): exactly one connection,
+    /// which waits for the write lock when the group writer holds it.
     writer: SqlitePool,
     readers: SqlitePool,
     templates: template_store::Registry,
-    outbox: outbox_store::Outbox,
+    outbox: SqliteOutbox,
     forwarding: forwarding_store::Forwarding,
-    rate_limits: rate_limit_store::RateLimits,
+    rate_limits: SqliteRateLimits,
     media: media_store::Media,
 }
 
@@ -62,97 +63,35 @@ impl SqliteStore {
             .await
             .map_err(StoreError::Connect)?;
         let cache = Arc::new(WindowCache::default());
-        let ingest_writer = SqliteIngestWriter::start(path, cache.clone())?;
+        let group_writer = SqliteWriter::start(path, cache.clone())?;
         Ok(SqliteStore {
-            ingest_writer,
             cache,
             media: media_store::Media {
                 pool: writer.clone(),
                 read: readers.clone(),
             },
-            rate_limits: rate_limit_store::RateLimits {
-                pool: writer.clone(),
+            rate_limits: SqliteRateLimits {
+                writer: group_writer.clone(),
             },
             forwarding: forwarding_store::Forwarding {
                 pool: writer.clone(),
                 read: readers.clone(),
             },
-            outbox: outbox_store::Outbox {
-                pool: writer.clone(),
-                read: readers.clone(),
+            outbox: SqliteOutbox {
+                writer: group_writer.clone(),
+                reads: outbox_store::Outbox {
+                    pool: writer.clone(),
+                    read: readers.clone(),
+                },
             },
             templates: template_store::Registry {
                 write: writer.clone(),
                 read: readers.clone(),
             },
+            group_writer,
             writer,
             readers,
         })
-    }
-}
-
-/// Finds the thread by `wa_id` or `user_id`, filling in whichever key it lacked, or
-/// creates it.
-async fn resolve_thread(
-    conn: &mut sqlx::SqliteConnection,
-    phone_number_id: &str,
-    contact: &ContactKey,
-) -> Result<i64, StoreError> {
-    let found: Option<(i64, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT id, wa_id, user_id FROM (
-           SELECT 0 AS rank, id, wa_id, user_id FROM threads WHERE phone_number_id = ?1 AND wa_id = ?2
-           UNION ALL
-           SELECT 1 AS rank, id, wa_id, user_id FROM threads WHERE phone_number_id = ?1 AND user_id = ?3
-         ) AS found ORDER BY rank LIMIT 1",
-    )
-    .bind(phone_number_id)
-    .bind(&contact.wa_id)
-    .bind(&contact.user_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match found {
-        Some((id, wa_id, user_id)) => {
-            if wa_id.is_none() && contact.wa_id.is_some() {
-                sqlx::query(
-                    "UPDATE threads SET wa_id = ?2 WHERE id = ?1 AND wa_id IS NULL
-                     AND NOT EXISTS (SELECT 1 FROM threads WHERE phone_number_id = ?3 AND wa_id = ?2)",
-                )
-                .bind(id)
-                .bind(&contact.wa_id)
-                .bind(phone_number_id)
-                .execute(&mut *conn)
-                .await?;
-            }
-            if user_id.is_none() && contact.user_id.is_some() {
-                sqlx::query(
-                    "UPDATE threads SET user_id = ?2 WHERE id = ?1 AND user_id IS NULL
-                     AND NOT EXISTS (SELECT 1 FROM threads WHERE phone_number_id = ?3 AND user_id = ?2)",
-                )
-                .bind(id)
-                .bind(&contact.user_id)
-                .bind(phone_number_id)
-                .execute(&mut *conn)
-                .await?;
-            }
-            Ok(id)
-        }
-        None => {
-            // The ingest writer has its own connection and may create the same thread
-            // between our read and this insert: then it does nothing, and we read again.
-            let inserted: Option<(i64,)> = sqlx::query_as(
-                "INSERT INTO threads (phone_number_id, wa_id, user_id) VALUES (?1, ?2, ?3)
-                 ON CONFLICT DO NOTHING RETURNING id",
-            )
-            .bind(phone_number_id)
-            .bind(&contact.wa_id)
-            .bind(&contact.user_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            match inserted {
-                Some((id,)) => Ok(id),
-                None => Box::pin(resolve_thread(conn, phone_number_id, contact)).await,
-            }
-        }
     }
 }
 
@@ -175,15 +114,11 @@ mod forwarding_store {
     crate::forwarding::define_forwarding!(sqlx::Sqlite, false);
 }
 
-mod rate_limit_store {
-    crate::rate_limits::define_rate_limits!(sqlx::Sqlite, false);
-}
-
 mod media_store {
     crate::media::define_media!(sqlx::Sqlite, false);
 }
 
-mod outbox_store {
+pub(crate) mod outbox_store {
     crate::outbox::define_outbox!(sqlx::Sqlite, crate::outbox::CLAIM_SQLITE);
 }
 
@@ -194,41 +129,11 @@ mod template_store {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ingest(&self, deliveries: &[WebhookDelivery]) -> Result<IngestReport, StoreError> {
-        self.ingest_writer.ingest(deliveries).await
+        self.group_writer.ingest(deliveries).await
     }
 
     async fn record_outbound(&self, message: &OutboundMessage) -> Result<(), StoreError> {
-        let mut conn = self.writer.acquire().await?;
-        let thread_id =
-            resolve_thread(&mut conn, &message.phone_number_id, &message.contact).await?;
-        sqlx::query(
-            "INSERT INTO messages (wamid, thread_id, phone_number_id, direction, type, timestamp, category,
-                                   template_name, template_language, sent_via_hourglass, body)
-             VALUES (?1, ?2, ?3, 'outbound', ?4, ?5, ?6, ?7, ?8, 1, ?9)
-             ON CONFLICT (wamid) DO UPDATE SET
-               type = excluded.type,
-               timestamp = MIN(messages.timestamp, excluded.timestamp),
-               category = COALESCE(excluded.category, messages.category),
-               template_name = excluded.template_name,
-               template_language = excluded.template_language,
-               sent_via_hourglass = 1,
-               body = excluded.body",
-        )
-        .bind(&message.message_id)
-        .bind(thread_id)
-        .bind(&message.phone_number_id)
-        .bind(&message.message_type)
-        .bind(message.sent_at.unix_seconds())
-        .bind(message.category.map(|c| c.as_str()))
-        .bind(&message.template_name)
-        .bind(&message.template_language)
-        .bind(&message.body)
-        .execute(&mut *conn)
-        .await?;
-        self.cache.forget_threads(&HashSet::from([thread_id]));
-        self.cache
-            .forget_services(&HashSet::from([message.phone_number_id.clone()]));
-        Ok(())
+        self.group_writer.record_outbound(message).await
     }
 
     async fn record_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {

@@ -1,18 +1,26 @@
-//! The SQLite ingest writer: one OS thread that owns a connection and runs each batch of
-//! webhook deliveries as one transaction of cached prepared statements.
+//! The SQLite writer: one OS thread that owns the write connection and commits whatever
+//! work is waiting (webhook batches, outbox claims and finishes, rate-limit tokens,
+//! recorded sends) as one transaction: group commit across every kind of write.
 //!
-//! Why not sqlx here: sqlx runs SQLite on a worker thread of its own and pays a
+//! Why a thread of its own: sqlx runs SQLite on a worker thread of its own and pays a
 //! cross-thread round trip for every statement. Under load, with two cores shared by the
 //! HTTP workers, those round trips, not SQLite, limited ingestion. On a thread that owns
-//! the connection, a statement costs microseconds, so a batch needs one hand-off in and
-//! one out, however many items it holds. Everything else in [`crate::SqliteStore`] still
-//! goes through sqlx.
+//! the connection a statement costs microseconds, so a job needs one hand-off in and one
+//! out, however many statements it runs.
+//!
+//! Why one transaction for many jobs: with `synchronous=FULL` every commit is an fsync,
+//! and SQLite has one writer at a time. Two writers (this thread and sqlx's connection)
+//! took turns at the write lock, each paying its own fsync; the outbox paid about four
+//! per message. Here each job runs inside a savepoint of the shared transaction, so a job
+//! that fails rolls back alone, and every job's caller is answered only after the commit
+//! (or told that it failed). Writes that are rare (templates, keys, subscriptions) still
+//! go through sqlx's writer connection and simply wait for the lock.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hourglass_core::{EntryPoint, StatusKind};
+use hourglass_core::{opens_window, EntryPoint, Instant, StatusKind};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,78 +28,254 @@ use crate::model::*;
 use crate::window_cache::WindowCache;
 use crate::StoreError;
 
-/// What a batch changed, for the window cache.
+/// What a job changed, for the window cache, which is told after the commit and before
+/// the job's caller is answered.
 #[derive(Default)]
-struct Touched {
-    threads: HashSet<i64>,
-    /// Numbers whose business messages got new statuses (their free-form delivery count
-    /// may have moved).
-    numbers: HashSet<String>,
+pub(crate) struct Touched {
+    pub threads: HashSet<i64>,
+    /// Numbers whose business messages got new statuses or sends (their free-form
+    /// delivery count may have moved).
+    pub numbers: HashSet<String>,
 }
 
-type Job = (
-    Vec<WebhookDelivery>,
-    oneshot::Sender<Result<IngestReport, StoreError>>,
-);
+/// Jobs committed together at most: bounds a transaction's size and the wait of the
+/// first job in it.
+const MAX_JOBS_PER_COMMIT: usize = 512;
+
+/// A job with its result type erased, so jobs of every kind share one queue.
+trait Job: Send {
+    /// Runs the job's statements. `None` when they failed: the job has answered its caller
+    /// and its savepoint must be rolled back.
+    fn run(self: Box<Self>, conn: &Connection) -> Option<Box<dyn Ran>>;
+    /// The transaction could not begin: the job never ran.
+    fn abandon(self: Box<Self>, error: StoreError);
+}
+
+/// A job whose statements ran, waiting for the commit.
+trait Ran: Send {
+    fn committed(self: Box<Self>, cache: &WindowCache);
+    fn lost(self: Box<Self>, error: StoreError);
+}
+
+struct TypedJob<T, F> {
+    work: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+struct TypedRan<T> {
+    value: T,
+    touched: Touched,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<(T, Touched), StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Option<Box<dyn Ran>> {
+        match (self.work)(conn) {
+            Ok((value, touched)) => Some(Box::new(TypedRan {
+                value,
+                touched,
+                reply: self.reply,
+            })),
+            Err(error) => {
+                let _ = self.reply.send(Err(error));
+                None
+            }
+        }
+    }
+
+    fn abandon(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+impl<T: Send + 'static> Ran for TypedRan<T> {
+    fn committed(self: Box<Self>, cache: &WindowCache) {
+        cache.forget_threads(&self.touched.threads);
+        cache.forget_services(&self.touched.numbers);
+        let _ = self.reply.send(Ok(self.value));
+    }
+
+    fn lost(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
 
 /// A handle to the writer thread. Dropping every handle stops the thread.
 #[derive(Clone)]
-pub struct SqliteIngestWriter {
-    jobs: mpsc::Sender<Job>,
+pub struct SqliteWriter {
+    jobs: mpsc::Sender<Box<dyn Job>>,
 }
 
-impl SqliteIngestWriter {
+impl SqliteWriter {
     /// Opens the writer's own connection to an already-migrated database.
     pub fn start(path: &str, cache: Arc<WindowCache>) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(embedded)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(embedded)?;
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
              PRAGMA cache_size = -65536;",
-        )
-        .map_err(embedded)?;
-        let (jobs, mut receiver) = mpsc::channel::<Job>(64);
+        )?;
+        let (jobs, receiver) = mpsc::channel::<Box<dyn Job>>(4 * MAX_JOBS_PER_COMMIT);
         std::thread::Builder::new()
-            .name("sqlite-ingest".into())
-            .spawn(move || {
-                let mut conn = conn;
-                while let Some((deliveries, done)) = receiver.blocking_recv() {
-                    let mut touched = Touched::default();
-                    let result = ingest_batch(&mut conn, &deliveries, &mut touched);
-                    // After the commit (or the rollback), before anyone is answered.
-                    cache.forget_threads(&touched.threads);
-                    cache.forget_services(&touched.numbers);
-                    let _ = done.send(result.map_err(embedded));
-                }
-            })
+            .name("sqlite-writer".into())
+            .spawn(move || commit_loop(conn, receiver, &cache))
             .map_err(|e| {
                 StoreError::Corrupt(format!("could not start the SQLite writer thread: {e}"))
             })?;
-        Ok(SqliteIngestWriter { jobs })
+        Ok(SqliteWriter { jobs })
     }
 
-    pub async fn ingest(&self, deliveries: &[WebhookDelivery]) -> Result<IngestReport, StoreError> {
-        let (done, receipt) = oneshot::channel();
+    /// Runs `work` on the writer thread inside the next commit; answers once it is
+    /// durable. `work` returns what it changed, for the window cache.
+    pub(crate) async fn write_touching<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<(T, Touched), StoreError> + Send + 'static,
+    {
+        let (reply, receipt) = oneshot::channel();
         let stopped = || StoreError::Corrupt("the SQLite writer thread has stopped".into());
         self.jobs
-            .send((deliveries.to_vec(), done))
+            .send(Box::new(TypedJob { work, reply }))
             .await
             .map_err(|_| stopped())?;
         receipt.await.map_err(|_| stopped())?
     }
+
+    /// [`Self::write_touching`] for work that changes no thread's window.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_touching(move |conn| Ok((work(conn)?, Touched::default())))
+            .await
+    }
+
+    pub async fn ingest(&self, deliveries: &[WebhookDelivery]) -> Result<IngestReport, StoreError> {
+        let deliveries = deliveries.to_vec();
+        self.write_touching(move |conn| {
+            let mut touched = Touched::default();
+            let report = ingest_batch(conn, &deliveries, &mut touched)?;
+            Ok((report, touched))
+        })
+        .await
+    }
+
+    /// Records a business message Meta accepted (see [`crate::Store::record_outbound`]).
+    pub async fn record_outbound(&self, message: &OutboundMessage) -> Result<(), StoreError> {
+        let message = message.clone();
+        self.write_touching(move |conn| {
+            let (thread_id, merged) =
+                resolve_thread(conn, &message.phone_number_id, &message.contact)?;
+            conn.prepare_cached(
+                "INSERT INTO messages (wamid, thread_id, phone_number_id, direction, type, timestamp, category,
+                                       template_name, template_language, sent_via_hourglass, body)
+                 VALUES (?1, ?2, ?3, 'outbound', ?4, ?5, ?6, ?7, ?8, 1, ?9)
+                 ON CONFLICT (wamid) DO UPDATE SET
+                   type = excluded.type,
+                   timestamp = MIN(messages.timestamp, excluded.timestamp),
+                   category = COALESCE(excluded.category, messages.category),
+                   template_name = excluded.template_name,
+                   template_language = excluded.template_language,
+                   sent_via_hourglass = 1,
+                   body = excluded.body",
+            )?
+            .execute(params![
+                message.message_id,
+                thread_id,
+                message.phone_number_id,
+                message.message_type,
+                message.sent_at.unix_seconds(),
+                message.category.map(|c| c.as_str()),
+                message.template_name,
+                message.template_language,
+                message.body
+            ])?;
+            let mut touched = Touched::default();
+            touched.threads.insert(thread_id);
+            touched.threads.extend(merged);
+            touched.numbers.insert(message.phone_number_id.clone());
+            Ok(((), touched))
+        })
+        .await
+    }
 }
 
-fn embedded(error: rusqlite::Error) -> StoreError {
-    StoreError::Embedded(error.to_string())
+/// The writer thread: takes every job waiting (up to [`MAX_JOBS_PER_COMMIT`]), runs each
+/// in a savepoint of one transaction, commits, then answers them all.
+fn commit_loop(
+    mut conn: Connection,
+    mut receiver: mpsc::Receiver<Box<dyn Job>>,
+    cache: &WindowCache,
+) {
+    while let Some(first) = receiver.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_JOBS_PER_COMMIT {
+            match receiver.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(error) => {
+                let message = error.to_string();
+                for job in jobs {
+                    job.abandon(StoreError::Embedded(message.clone()));
+                }
+                continue;
+            }
+        };
+        let mut ran = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let savepoint = match tx.savepoint() {
+                Ok(savepoint) => savepoint,
+                Err(error) => {
+                    job.abandon(error.into());
+                    continue;
+                }
+            };
+            match job.run(&savepoint) {
+                Some(done) => match savepoint.commit() {
+                    Ok(()) => ran.push(done),
+                    Err(error) => done.lost(error.into()),
+                },
+                // Dropping the savepoint rolls it back.
+                None => drop(savepoint),
+            }
+        }
+        match tx.commit() {
+            Ok(()) => {
+                for done in ran {
+                    done.committed(cache);
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for done in ran {
+                    done.lost(StoreError::Embedded(message.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Embedded(error.to_string())
+    }
 }
 
 /// The thread of a contact, found by `wa_id` first, then `user_id`; created if absent;
 /// taught the key it lacked. Returns the thread and, when the contact's two keys had two
 /// threads that are now merged into it, the id of the one that is gone.
-fn resolve_thread(
+pub(crate) fn resolve_thread(
     conn: &Connection,
     phone_number_id: &str,
     contact: &ContactKey,
@@ -164,7 +348,7 @@ const MERGE_THREADS_SQLITE: [&str; 4] = [
 ];
 
 fn enqueue_forward(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     phone_number_id: &str,
     forward: &crate::ForwardItem,
     at: hourglass_core::Instant,
@@ -182,13 +366,13 @@ fn enqueue_forward(
     Ok(())
 }
 
+/// Stores a batch of deliveries (inside the writer's transaction).
 fn ingest_batch(
-    conn: &mut Connection,
+    tx: &Connection,
     deliveries: &[WebhookDelivery],
     touched: &mut Touched,
 ) -> rusqlite::Result<IngestReport> {
     let mut report = IngestReport::default();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut threads: HashMap<(&str, &ContactKey), i64> = HashMap::new();
     let mut numbers: Vec<&str> = Vec::new();
     for delivery in deliveries {
@@ -217,7 +401,7 @@ fn ingest_batch(
                     number, contact, ..
                 } => (number, contact),
                 IngestItem::TemplateChange(change) => {
-                    crate::templates::apply_change_sqlite(&tx, change)?;
+                    crate::templates::apply_change_sqlite(tx, change)?;
                     continue;
                 }
                 IngestItem::Unprocessed { field, reason, raw } => {
@@ -242,7 +426,7 @@ fn ingest_batch(
             let thread_id = match threads.get(&(number.phone_number_id.as_str(), contact)) {
                 Some(id) => *id,
                 None => {
-                    let (id, merged) = resolve_thread(&tx, &number.phone_number_id, contact)?;
+                    let (id, merged) = resolve_thread(tx, &number.phone_number_id, contact)?;
                     touched.threads.insert(id);
                     touched.threads.extend(merged);
                     if let Some(gone) = merged {
@@ -265,6 +449,7 @@ fn ingest_batch(
                     counts_for_window,
                     raw,
                     forward,
+                    window_opened,
                     media,
                     ..
                 } => {
@@ -286,7 +471,7 @@ fn ingest_batch(
                     report.messages_new += 1;
                     if let Some(forward) = forward {
                         enqueue_forward(
-                            &tx,
+                            tx,
                             &number.phone_number_id,
                             forward,
                             delivery.received_at,
@@ -304,6 +489,21 @@ fn ingest_batch(
                             media.sha256,
                             delivery.received_at.unix_seconds()
                         ])?;
+                    }
+                    if let (Some(opened), true, false) =
+                        (window_opened, *counts_for_window, *is_reaction)
+                    {
+                        let previous: Option<i64> = tx
+                            .prepare_cached("SELECT last_customer_at FROM threads WHERE id = ?1")?
+                            .query_row(params![thread_id], |r| r.get(0))?;
+                        if opens_window(previous.map(Instant::from_unix_seconds), *timestamp) {
+                            enqueue_forward(
+                                tx,
+                                &number.phone_number_id,
+                                opened,
+                                delivery.received_at,
+                            )?;
+                        }
                     }
                     if *counts_for_window {
                         tx.prepare_cached(
@@ -364,7 +564,7 @@ fn ingest_batch(
                     touched.numbers.insert(number.phone_number_id.clone());
                     if let Some(forward) = forward {
                         enqueue_forward(
-                            &tx,
+                            tx,
                             &number.phone_number_id,
                             forward,
                             delivery.received_at,
@@ -399,6 +599,5 @@ fn ingest_batch(
             }
         }
     }
-    tx.commit()?;
     Ok(report)
 }

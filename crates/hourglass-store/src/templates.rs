@@ -134,7 +134,7 @@ use crate::outbox::numbered_for_rusqlite;
 
 /// Applies a webhook's template change inside the SQLite ingest writer's transaction.
 pub(crate) fn apply_change_sqlite(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     change: &TemplateChange,
 ) -> rusqlite::Result<bool> {
     use rusqlite::params;

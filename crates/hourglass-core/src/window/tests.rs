@@ -662,3 +662,31 @@ proptest! {
         prop_assert_eq!(state(&history, at).free_form_allowed, expected);
     }
 }
+
+#[test]
+fn a_message_opens_a_window_only_when_the_previous_one_has_closed_to_the_second() {
+    let previous = utc(2026, 3, 2, 9, 0, 0);
+    assert!(opens_window(None, previous), "a first message opens one");
+    assert!(!opens_window(
+        Some(previous),
+        previous.plus_seconds(CSW_SECONDS - 1)
+    ));
+    assert!(opens_window(
+        Some(previous),
+        previous.plus_seconds(CSW_SECONDS)
+    ));
+    assert!(
+        !opens_window(Some(previous), previous.plus_seconds(-60)),
+        "a late webhook for an older message opens nothing now"
+    );
+    // The same boundary as the window itself: closed at `previous + 24 h` exactly.
+    for offset in [CSW_SECONDS - 1, CSW_SECONDS, CSW_SECONDS + 1] {
+        let at = previous.plus_seconds(offset);
+        let history = ThreadHistory::from_events([customer("m1", previous)]);
+        assert_eq!(
+            opens_window(Some(previous), at),
+            !state(&history, at).free_form_allowed,
+            "{offset}"
+        );
+    }
+}

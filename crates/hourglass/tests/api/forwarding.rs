@@ -196,3 +196,203 @@ async fn an_app_that_never_answers_gets_dead_letters_which_can_be_replayed(db: D
     app.cleanup().await;
 }
 on_both_databases!(an_app_that_never_answers_gets_dead_letters_which_can_be_replayed);
+
+fn rfc3339(unix_seconds: i64) -> String {
+    hourglass_server::time::format_instant(hourglass_core::Instant::from_unix_seconds(unix_seconds))
+}
+
+async fn a_new_app_can_be_replayed_what_arrived_before_it_subscribed(db: Db) {
+    let app = spawn_app(db).await;
+    // Before any subscription: two messages of one contact, one of another, a status.
+    let t = now();
+    let before = t - 3600;
+    for (wa_id, id, text, at) in [
+        ("16505551234", "wamid.R1", "first", t - 3),
+        ("16505551234", "wamid.R2", "second", t - 2),
+        ("16505559876", "wamid.R3", "other", t - 1),
+    ] {
+        let status = app
+            .post_webhook(&inbound(wa_id, id, text, at))
+            .await
+            .status();
+        assert_eq!(status, 200);
+    }
+    app.status("16505551234", "wamid.OUT9", "delivered", t)
+        .await;
+
+    let (receiver, url) = start_receiver().await;
+    let (_, created) = app
+        .post_json(
+            "/v1/webhooks",
+            &json!({"url": url, "secret": SECRET, "events": ["messages"]}),
+        )
+        .await;
+    let id = created["id"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        receiver.received.lock().unwrap().is_empty(),
+        "a subscription does not get the past unless it asks"
+    );
+
+    // A span that holds nothing replays nothing.
+    let (code, nothing) = app
+        .post_json(
+            &format!("/v1/webhooks/{id}/replay"),
+            &json!({"since": rfc3339(before - 60), "until": rfc3339(before)}),
+        )
+        .await;
+    assert_eq!(code, 200, "{nothing}");
+    assert_eq!(
+        (
+            nothing["replayed"].as_i64(),
+            nothing["deliveries_read"].as_i64()
+        ),
+        (Some(0), Some(0))
+    );
+
+    let (code, replayed) = app
+        .post_json(
+            &format!("/v1/webhooks/{id}/replay"),
+            &json!({"since": rfc3339(before)}),
+        )
+        .await;
+    assert_eq!(code, 200, "{replayed}");
+    assert_eq!(replayed["deliveries_read"], 4, "{replayed}");
+    assert_eq!(
+        replayed["replayed"], 3,
+        "only the kinds it wants: {replayed}"
+    );
+    let received = wait_for(&receiver, 3).await;
+    let mut first_contact = Vec::new();
+    for (signature, body) in &received {
+        assert_eq!(
+            signature.as_deref(),
+            Some(hourglass_meta::sign(SECRET.as_bytes(), body).as_str())
+        );
+        let payload: Value = serde_json::from_slice(body).unwrap();
+        let message = &payload["entry"][0]["changes"][0]["value"]["messages"][0];
+        if message["from"] == "16505551234" {
+            first_contact.push(message["text"]["body"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        first_contact,
+        ["first", "second"],
+        "in the order they arrived"
+    );
+
+    for (request, why) in [
+        (json!({"since": "yesterday"}), "invalid_instant"),
+        (
+            json!({"since": rfc3339(t), "until": rfc3339(t - 10)}),
+            "invalid_span",
+        ),
+        (json!({"until": rfc3339(t)}), "invalid_body"),
+        (json!({"since": rfc3339(t), "from": 1}), "invalid_body"),
+    ] {
+        let (code, answer) = app
+            .post_json(&format!("/v1/webhooks/{id}/replay"), &request)
+            .await;
+        assert_eq!(code, 400, "{request}: {answer}");
+        assert_eq!(answer["error"]["code"], why, "{request}: {answer}");
+    }
+    let (code, _) = app
+        .post_json(
+            "/v1/webhooks/999/replay",
+            &json!({"since": rfc3339(before)}),
+        )
+        .await;
+    assert_eq!(code, 404);
+    app.cleanup().await;
+}
+on_both_databases!(a_new_app_can_be_replayed_what_arrived_before_it_subscribed);
+
+/// The events an app received, as (event, contact's wa_id, at).
+fn window_events_of(received: &[Received]) -> Vec<(String, String, String)> {
+    received
+        .iter()
+        .map(|(signature, body)| {
+            assert_eq!(
+                signature.as_deref(),
+                Some(hourglass_meta::sign(SECRET.as_bytes(), body).as_str())
+            );
+            let event: Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(event["object"], "hourglass", "{event}");
+            assert_eq!(event["phone_number_id"], NUMBER, "{event}");
+            (
+                event["event"].as_str().unwrap().to_owned(),
+                event["contact"]["wa_id"].as_str().unwrap().to_owned(),
+                event["at"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn window_events_say_when_a_window_opens_is_closing_and_closes(db: Db) {
+    let app = spawn_app_with(db, |c| {
+        c.forwarding.window_closing_soon_seconds = 2;
+        c.forwarding.window_tick_ms = 100;
+    })
+    .await;
+    let (receiver, url) = start_receiver().await;
+    let (code, created) = app
+        .post_json(
+            "/v1/webhooks",
+            &json!({"url": url, "secret": SECRET, "events": ["windows"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+
+    // A message whose window closes 4 s from now, then a late webhook for an older message
+    // (no event).
+    let t = now();
+    let opened_at = t - 86_400 + 4;
+    app.customer_writes("16505551234", "wamid.W1", opened_at, false)
+        .await;
+    app.customer_writes("16505551234", "wamid.W2", opened_at - 60, false)
+        .await;
+    let received = wait_for(&receiver, 3).await;
+    assert_eq!(
+        window_events_of(&received),
+        [
+            (
+                "window.opened".to_owned(),
+                "16505551234".to_owned(),
+                rfc3339(opened_at)
+            ),
+            (
+                "window.closing_soon".to_owned(),
+                "16505551234".to_owned(),
+                rfc3339(opened_at + 86_400 - 2)
+            ),
+            (
+                "window.closed".to_owned(),
+                "16505551234".to_owned(),
+                rfc3339(opened_at + 86_400)
+            ),
+        ]
+    );
+    let body: Value = serde_json::from_slice(&received[0].1).unwrap();
+    assert_eq!(body["window"]["closes_at"], rfc3339(opened_at + 86_400));
+
+    // The window is closed: the next message opens a new one; one a second later does not.
+    let again = now();
+    app.customer_writes("16505551234", "wamid.W3", again, false)
+        .await;
+    app.customer_writes("16505551234", "wamid.W4", again + 1, false)
+        .await;
+    let received = wait_for(&receiver, 4).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = window_events_of(&receiver.received.lock().unwrap());
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(
+        window_events_of(&received)[3],
+        (
+            "window.opened".to_owned(),
+            "16505551234".to_owned(),
+            rfc3339(again)
+        )
+    );
+    app.cleanup().await;
+}
+on_both_databases!(window_events_say_when_a_window_opens_is_closing_and_closes);
