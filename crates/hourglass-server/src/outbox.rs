@@ -219,6 +219,9 @@ pub async fn run(state: AppState) {
     // own slot, and a freed slot is filled by the next claim.
     let mut in_flight = tokio::task::JoinSet::new();
     loop {
+        // Reap every attempt that finished, so one claim fills all the freed slots (not
+        // one claim, a writer round trip, per finished attempt).
+        while in_flight.try_join_next().is_some() {}
         let free = (settings.batch as usize).saturating_sub(in_flight.len());
         let mut claimed_any = false;
         if free > 0 {

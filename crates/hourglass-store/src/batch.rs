@@ -216,11 +216,13 @@ macro_rules! define_batch_ingest {
         use crate::StoreError;
 
         /// Finds the threads of `keys` (creating those that do not exist) and returns
-        /// the thread id of each key.
+        /// the thread id of each key; every thread it saw (merged ones included) is added
+        /// to `touched`.
         async fn resolve_threads(
             conn: &mut $conn,
             phone_number_id: &str,
             keys: &[ContactKey],
+            touched: &mut crate::window_cache::Touched,
         ) -> Result<HashMap<ContactKey, i64>, StoreError> {
             let mut threads = select_threads(conn, phone_number_id, keys).await?;
             let missing: Vec<&ContactKey> = keys.iter().filter(|k| match_thread(&threads, k).is_none()).collect();
@@ -276,6 +278,7 @@ macro_rules! define_batch_ingest {
                     *id = *kept;
                 }
             }
+            touched.threads.extend(threads.iter().map(|t| t.id));
             Ok(resolved)
         }
 
@@ -313,9 +316,11 @@ macro_rules! define_batch_ingest {
         }
 
         /// Stores a batch of deliveries on one connection, inside the caller's transaction.
+        /// Stores a batch; what it changed, for window caches, goes to `touched`.
         pub(crate) async fn ingest_batch(
             conn: &mut $conn,
             deliveries: &[WebhookDelivery],
+            touched: &mut crate::window_cache::Touched,
         ) -> Result<IngestReport, StoreError> {
             let mut report = IngestReport::default();
 
@@ -390,7 +395,7 @@ macro_rules! define_batch_ingest {
             let just_items: Vec<&IngestItem> = items.iter().map(|(_, i)| *i).collect();
             let mut thread_of: HashMap<(String, ContactKey), i64> = HashMap::new();
             for (phone_number_id, keys) in contacts_by_number(&just_items) {
-                for (key, id) in resolve_threads(conn, &phone_number_id, &keys).await? {
+                for (key, id) in resolve_threads(conn, &phone_number_id, &keys, touched).await? {
                     thread_of.insert((phone_number_id.clone(), key), id);
                 }
             }
@@ -515,6 +520,7 @@ macro_rules! define_batch_ingest {
                             forwards.push((&number.phone_number_id, f));
                         }
                         let thread = thread_id(number, contact);
+                        touched.numbers.insert(number.phone_number_id.clone());
                         fold_outbound(
                             &mut outbound, message_id, thread, &number.phone_number_id, *status,
                             timestamp.unix_seconds(), category.map(|c| c.as_str()),

@@ -3,6 +3,7 @@
 //! batch that loses a deadlock to another process is retried whole.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,10 +14,16 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use crate::model::*;
+use crate::window_cache::{count_before, Touched, WindowCache, CHANGES_CHANNEL};
 use crate::{Forwarding, MediaStore, Outbox, RateLimits, Store, StoreError, TemplateRegistry};
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// What window questions read, kept while this process hears of every change (see
+    /// `window_cache`).
+    cache: Arc<WindowCache>,
+    /// The task that listens for other processes' changes; stopped with the store.
+    listener: tokio::task::JoinHandle<()>,
     templates: template_store::Registry,
     outbox: outbox_store::Outbox,
     forwarding: forwarding_store::Forwarding,
@@ -41,7 +48,11 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(StoreError::Migrate)?;
+        let cache = Arc::new(WindowCache::new(false));
+        let listener = tokio::spawn(listen_for_changes(pool.clone(), cache.clone()));
         Ok(PostgresStore {
+            cache,
+            listener,
             media: media_store::Media {
                 pool: pool.clone(),
                 read: pool.clone(),
@@ -73,9 +84,74 @@ impl PostgresStore {
         sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
             .execute(&mut *tx)
             .await?;
-        let report = batch_ingest::ingest_batch(&mut tx, deliveries).await?;
+        let mut touched = Touched::default();
+        let report = batch_ingest::ingest_batch(&mut tx, deliveries, &mut touched).await?;
+        notify_changes(&mut tx, &touched).await?;
         tx.commit().await?;
+        self.cache.forget(&touched);
         Ok(report)
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// Tells every process (this one included) what a transaction changed, when it commits.
+async fn notify_changes(
+    conn: &mut sqlx::PgConnection,
+    touched: &Touched,
+) -> Result<(), StoreError> {
+    if !touched.is_empty() {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(touched.notification())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Listens for the changes other processes commit and forgets them; the cache is on
+/// only while listening. A lost connection switches it off (and empties it) until a new
+/// one listens.
+async fn listen_for_changes(pool: PgPool, cache: Arc<WindowCache>) {
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(CHANGES_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listening.await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "window cache: cannot listen for changes; answering from the database");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        cache.set_enabled(true);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    match Touched::from_notification(notification.payload()) {
+                        Some(touched) => cache.forget(&touched),
+                        None => {
+                            cache.set_enabled(false);
+                            cache.set_enabled(true);
+                        }
+                    }
+                }
+                // The connection was lost: what was sent meanwhile is gone.
+                Ok(None) | Err(_) => {
+                    cache.set_enabled(false);
+                    tracing::warn!("window cache: lost the change notifications; answering from the database until listening again");
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -259,6 +335,11 @@ impl Store for PostgresStore {
         .bind(&message.body)
         .execute(&mut *conn)
         .await?;
+        let mut touched = Touched::default();
+        touched.threads.insert(thread_id);
+        touched.numbers.insert(message.phone_number_id.clone());
+        notify_changes(&mut conn, &touched).await?;
+        self.cache.forget(&touched);
         Ok(())
     }
 
@@ -285,11 +366,24 @@ impl Store for PostgresStore {
         contact: &str,
         count: ServiceCount,
     ) -> Result<Option<(ThreadRow, u32)>, StoreError> {
+        let read_at = self.cache.generation();
+        let cached_count = if count.cap == 0 {
+            Some(0)
+        } else {
+            self.cache.service_count(phone_number_id, count)
+        };
+        if let (Some(thread), Some(services)) =
+            (self.cache.thread(phone_number_id, contact), cached_count)
+        {
+            return Ok(Some((thread, services)));
+        }
+        // One round trip: the thread, and the earliest `cap` free-form deliveries of the
+        // counting window (remembered, so later questions count them in process).
         let row = sqlx::query(&format!(
             "SELECT {THREAD_COLUMNS},
-                    (SELECT COUNT(*) FROM (SELECT 1 FROM messages
-                       WHERE phone_number_id = $1 AND direction = 'outbound' AND category = 'service'
-                         AND delivered_at >= $3 AND delivered_at < $4 LIMIT $5) AS capped) AS service_count
+                    ARRAY(SELECT delivered_at FROM messages
+                           WHERE phone_number_id = $1 AND direction = 'outbound' AND category = 'service'
+                             AND delivered_at >= $3 ORDER BY delivered_at LIMIT $4) AS service_deliveries
              FROM (
                SELECT 0 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = $1 AND wa_id = $2
                UNION ALL
@@ -299,11 +393,24 @@ impl Store for PostgresStore {
         .bind(phone_number_id)
         .bind(contact)
         .bind(count.from.unix_seconds())
-        .bind(count.before.unix_seconds())
         .bind(count.cap as i64)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|row| (thread_row(&row), row.get::<i64, _>("service_count") as u32)))
+        let Some(row) = row else { return Ok(None) };
+        let thread = thread_row(&row);
+        self.cache
+            .remember_thread(phone_number_id, contact, &thread, read_at);
+        let services = match cached_count {
+            Some(services) => services,
+            None => {
+                let instants: Vec<i64> = row.try_get("service_deliveries")?;
+                let services = count_before(&instants, count);
+                self.cache
+                    .remember_services(phone_number_id, count, instants, read_at);
+                services
+            }
+        };
+        Ok(Some((thread, services)))
     }
 
     async fn thread_history(

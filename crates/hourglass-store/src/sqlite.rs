@@ -62,7 +62,7 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(StoreError::Connect)?;
-        let cache = Arc::new(WindowCache::default());
+        let cache = Arc::new(WindowCache::new(true));
         let group_writer = SqliteWriter::start(path, cache.clone())?;
         Ok(SqliteStore {
             cache,

@@ -171,37 +171,38 @@ impl crate::Outbox for SqliteOutbox {
     }
 }
 
-/// Token buckets on the writer thread. Inside its transaction nothing else writes, so
-/// reading every bucket's level and then taking the tokens is atomic.
+/// Token buckets on the writer thread: each bucket's token is taken in turn; if one has
+/// none, the tokens already taken are given back (nothing else writes in between) and
+/// the wait is that bucket's.
 pub(crate) struct SqliteRateLimits {
     pub writer: SqliteWriter,
 }
 
 fn admit(conn: &Connection, buckets: &[Bucket], now_ms: i64) -> Result<Admission, StoreError> {
-    let mut wait = 0;
-    for bucket in buckets {
-        let level: Option<f64> = conn
+    for (taken, bucket) in buckets.iter().enumerate() {
+        let took = conn
+            .prepare_cached(&numbered_for_rusqlite(&take_sql(false)))?
+            .query_row(
+                params![bucket.key, bucket.capacity, now_ms, bucket.per_second],
+                |r| r.get::<_, f64>(0),
+            )
+            .optional()?;
+        if took.is_some() {
+            continue;
+        }
+        for earlier in &buckets[..taken] {
+            conn.prepare_cached("UPDATE rate_buckets SET tokens = tokens + 1 WHERE key = ?1")?
+                .execute(params![earlier.key])?;
+        }
+        let level: f64 = conn
             .prepare_cached(&numbered_for_rusqlite(&level_sql(false)))?
             .query_row(
                 params![bucket.key, bucket.capacity, now_ms, bucket.per_second],
                 |r| r.get(0),
-            )
-            .optional()?;
-        // A bucket not seen yet starts full.
-        let level = level.unwrap_or(bucket.capacity);
-        if level < 1.0 {
-            wait = wait.max(wait_for_token(level, bucket.per_second).max(1));
-        }
-    }
-    if wait > 0 {
-        return Ok(Admission::Wait(wait));
-    }
-    for bucket in buckets {
-        conn.prepare_cached(&numbered_for_rusqlite(&take_sql(false)))?
-            .query_row(
-                params![bucket.key, bucket.capacity, now_ms, bucket.per_second],
-                |r| r.get::<_, f64>(0),
             )?;
+        return Ok(Admission::Wait(
+            wait_for_token(level, bucket.per_second).max(1),
+        ));
     }
     Ok(Admission::Granted)
 }

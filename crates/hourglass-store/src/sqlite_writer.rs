@@ -16,7 +16,7 @@
 //! (or told that it failed). Writes that are rare (templates, keys, subscriptions) still
 //! go through sqlx's writer connection and simply wait for the lock.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,18 +25,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::*;
-use crate::window_cache::WindowCache;
+use crate::window_cache::{Touched, WindowCache};
 use crate::StoreError;
-
-/// What a job changed, for the window cache, which is told after the commit and before
-/// the job's caller is answered.
-#[derive(Default)]
-pub(crate) struct Touched {
-    pub threads: HashSet<i64>,
-    /// Numbers whose business messages got new statuses or sends (their free-form
-    /// delivery count may have moved).
-    pub numbers: HashSet<String>,
-}
 
 /// Jobs committed together at most: bounds a transaction's size and the wait of the
 /// first job in it.
@@ -94,8 +84,7 @@ where
 
 impl<T: Send + 'static> Ran for TypedRan<T> {
     fn committed(self: Box<Self>, cache: &WindowCache) {
-        cache.forget_threads(&self.touched.threads);
-        cache.forget_services(&self.touched.numbers);
+        cache.forget(&self.touched);
         let _ = self.reply.send(Ok(self.value));
     }
 
@@ -214,15 +203,18 @@ fn commit_loop(
     mut receiver: mpsc::Receiver<Box<dyn Job>>,
     cache: &WindowCache,
 ) {
+    let mut last_commit = std::time::Instant::now();
     while let Some(first) = receiver.blocking_recv() {
         let mut jobs = vec![first];
-        while jobs.len() < MAX_JOBS_PER_COMMIT {
-            match receiver.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
+        drain(&mut receiver, &mut jobs);
+        // Under load (the last commit just ended), more jobs are on their way: a short
+        // wait lets one commit carry them, instead of one commit (and fsync) for each
+        // handful. An idle writer commits at once.
+        if jobs.len() < MAX_JOBS_PER_COMMIT && last_commit.elapsed() < BUSY_WITHIN {
+            std::thread::sleep(GATHER_FOR);
+            drain(&mut receiver, &mut jobs);
         }
-        let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(error) => {
                 let message = error.to_string();
@@ -234,23 +226,33 @@ fn commit_loop(
         };
         let mut ran = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let savepoint = match tx.savepoint() {
-                Ok(savepoint) => savepoint,
-                Err(error) => {
-                    job.abandon(error.into());
-                    continue;
-                }
-            };
-            match job.run(&savepoint) {
-                Some(done) => match savepoint.commit() {
+            if let Err(error) = savepoint(&tx, "SAVEPOINT job") {
+                job.abandon(error.into());
+                continue;
+            }
+            match job.run(&tx) {
+                Some(done) => match savepoint(&tx, "RELEASE job") {
                     Ok(()) => ran.push(done),
                     Err(error) => done.lost(error.into()),
                 },
-                // Dropping the savepoint rolls it back.
-                None => drop(savepoint),
+                None => {
+                    if let Err(error) = savepoint(&tx, "ROLLBACK TO job")
+                        .and_then(|()| savepoint(&tx, "RELEASE job"))
+                    {
+                        // The transaction is in an unknown state: give it all up.
+                        tracing::error!(%error, "SQLite writer: a failed job could not be rolled back");
+                        let message = error.to_string();
+                        for done in ran.drain(..) {
+                            done.lost(StoreError::Embedded(message.clone()));
+                        }
+                        break;
+                    }
+                }
             }
         }
-        match tx.commit() {
+        let result = tx.commit();
+        last_commit = std::time::Instant::now();
+        match result {
             Ok(()) => {
                 for done in ran {
                     done.committed(cache);
@@ -264,6 +266,27 @@ fn commit_loop(
             }
         }
     }
+}
+
+/// A commit that ended this recently means the writer is under load.
+const BUSY_WITHIN: Duration = Duration::from_millis(2);
+/// How long a writer under load waits for more jobs before it commits.
+const GATHER_FOR: Duration = Duration::from_micros(300);
+
+fn drain(receiver: &mut mpsc::Receiver<Box<dyn Job>>, jobs: &mut Vec<Box<dyn Job>>) {
+    while jobs.len() < MAX_JOBS_PER_COMMIT {
+        match receiver.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Runs a savepoint statement, prepared once (rusqlite's `Savepoint` parses its SQL
+/// every time, which the writer did several thousand times a second).
+fn savepoint(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 impl From<rusqlite::Error> for StoreError {

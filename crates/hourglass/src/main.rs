@@ -3,6 +3,12 @@
 
 mod demo;
 
+/// mimalloc rather than glibc's allocator: a gateway allocates small, short-lived buffers
+/// for every request, and under load glibc's `malloc` (with its consolidation) took about
+/// a tenth of the CPU (BENCHMARKS.md, the outbox).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 
 use anyhow::Context;

@@ -526,3 +526,82 @@ async fn two_processes_on_one_postgres_database_lose_and_duplicate_nothing() {
         }
     }
 }
+
+// ---- Window answers cached per process, kept true across processes -------------------
+
+fn customer_message(wa_id: &str, message_id: &str, timestamp: i64) -> SignedWebhook {
+    SignedWebhook::new(&build_inbound_webhook(&InboundTextParams {
+        waba_id: WABA_ID,
+        phone_number_id: PHONE_NUMBER_ID,
+        display_phone_number: DISPLAY_PHONE_NUMBER,
+        wa_id,
+        user_id: None,
+        profile_name: "Cached",
+        message_id,
+        timestamp,
+        body: "hello",
+        referral_source_type: None,
+    }))
+}
+
+async fn window_open(client: &reqwest::Client, port: u16, wa_id: &str) -> bool {
+    let answer: serde_json::Value = client
+        .get(format!(
+            "http://127.0.0.1:{port}/v1/numbers/{PHONE_NUMBER_ID}/contacts/{wa_id}/window"
+        ))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["customer_service_window"]["open"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("not a window answer: {answer}"))
+}
+
+/// Each process keeps window answers in memory; a message stored through one process
+/// must reach the other's answers (PostgreSQL's NOTIFY, sent at commit), not be hidden
+/// behind what it remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_answer_from_one_process_sees_a_message_stored_by_another() {
+    let admin_url = std::env::var("HOURGLASS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let dir = TempDir::new("hourglass-proc-cache");
+    let database = TempDatabase::create(&admin_url).await;
+    let client = http_client();
+    let mut a = Server::spawn("cache-a", free_port(), &database.url, Some(API_KEY), &dir.0);
+    a.wait_healthy(&client, Duration::from_secs(30)).await;
+    let mut b = Server::spawn("cache-b", free_port(), &database.url, Some(API_KEY), &dir.0);
+    b.wait_healthy(&client, Duration::from_secs(30)).await;
+
+    let wa_id = "15551230001";
+    let now = unix_now();
+    let old = customer_message(wa_id, "wamid.cache.1", now - 25 * 3600);
+    assert_eq!(post_webhook(&client, a.port, &old).await.unwrap(), 200);
+    // Asked twice, B answers from what it remembered the second time.
+    assert!(!window_open(&client, b.port, wa_id).await);
+    assert!(!window_open(&client, b.port, wa_id).await);
+
+    let fresh = customer_message(wa_id, "wamid.cache.2", now);
+    assert_eq!(post_webhook(&client, a.port, &fresh).await.unwrap(), 200);
+    assert!(
+        window_open(&client, a.port, wa_id).await,
+        "the process that stored it answers from it at once"
+    );
+    let started = Instant::now();
+    while !window_open(&client, b.port, wa_id).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "process B still answers from a stale cache; stderr:\n{}",
+            b.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "process B saw process A's commit after {:?}",
+        started.elapsed()
+    );
+    drop((a, b));
+}

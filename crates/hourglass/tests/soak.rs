@@ -4,6 +4,7 @@
 //! `hourglass serve` SIGKILLed halfway. Every message must reach the sandbox exactly
 //! once as the sandbox counts, every outbox row must end `sent`, and every message must
 //! end with its final status (`delivered`; the sandbox is set not to report reads) stored.
+//! Once on SQLite and once on PostgreSQL, one after the other.
 
 mod common;
 
@@ -82,15 +83,57 @@ async fn enqueue(client: &reqwest::Client, port: u16, i: usize) {
     }
 }
 
-async fn count(conn: &mut sqlx::SqliteConnection, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(conn).await.unwrap()
+/// A connection to read the outcome with, on either database.
+enum Reader {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Reader {
+    async fn open(database_url: &str) -> Reader {
+        if database_url.starts_with("sqlite://") {
+            Reader::Sqlite(
+                sqlx::SqliteConnection::connect(&format!("{database_url}?mode=ro"))
+                    .await
+                    .unwrap(),
+            )
+        } else {
+            Reader::Postgres(sqlx::PgConnection::connect(database_url).await.unwrap())
+        }
+    }
+
+    async fn count(&mut self, sql: &str) -> i64 {
+        match self {
+            Reader::Sqlite(conn) => sqlx::query_scalar(sql).fetch_one(conn).await.unwrap(),
+            Reader::Postgres(conn) => sqlx::query_scalar(sql).fetch_one(conn).await.unwrap(),
+        }
+    }
+}
+
+/// The soaks run one at a time: each takes both cores for minutes.
+static ONE_SOAK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_thousand_messages_through_faults_and_a_sigkill_are_each_sent_exactly_once_on_sqlite(
+) {
+    let _one = ONE_SOAK_AT_A_TIME.lock().await;
+    let dir = TempDir::new("hourglass-soak");
+    let database_url = format!("sqlite://{}", dir.0.join("hourglass.db").display());
+    soak(&database_url, &dir).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_thousand_messages_through_faults_and_a_sigkill_are_each_sent_exactly_once() {
-    let dir = TempDir::new("hourglass-soak");
-    let database = dir.0.join("hourglass.db");
-    let database_url = format!("sqlite://{}", database.display());
+async fn twenty_thousand_messages_through_faults_and_a_sigkill_are_each_sent_exactly_once_on_postgres(
+) {
+    let _one = ONE_SOAK_AT_A_TIME.lock().await;
+    let dir = TempDir::new("hourglass-soak-pg");
+    let admin = std::env::var("HOURGLASS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let database = TempDatabase::create(&admin).await;
+    soak(&database.url, &dir).await;
+}
+
+async fn soak(database_url: &str, dir: &TempDir) {
     let (sandbox_port, port) = (free_port(), free_port());
     let config = dir.0.join("hourglass.toml");
     std::fs::write(
@@ -105,7 +148,7 @@ async fn twenty_thousand_messages_through_faults_and_a_sigkill_are_each_sent_exa
     )
     .unwrap();
     let config = config.display().to_string();
-    let _sandbox = KillOnDrop(spawn_sandbox(sandbox_port, port, &config, &dir));
+    let _sandbox = KillOnDrop(spawn_sandbox(sandbox_port, port, &config, dir));
     let upstream = format!("http://127.0.0.1:{sandbox_port}");
     let env = [
         ("HOURGLASS_UPSTREAM", upstream.as_str()),
@@ -115,7 +158,7 @@ async fn twenty_thousand_messages_through_faults_and_a_sigkill_are_each_sent_exa
     let mut server = Server::spawn_with(
         "soak-first",
         port,
-        &database_url,
+        database_url,
         Some(API_KEY),
         &dir.0,
         &env,
@@ -157,7 +200,7 @@ async fn twenty_thousand_messages_through_faults_and_a_sigkill_are_each_sent_exa
     let mut server = Server::spawn_with(
         "soak-restarted",
         port,
-        &database_url,
+        database_url,
         Some(API_KEY),
         &dir.0,
         &env,
@@ -167,28 +210,20 @@ async fn twenty_thousand_messages_through_faults_and_a_sigkill_are_each_sent_exa
         c.await.unwrap();
     }
 
-    let mut conn = sqlx::SqliteConnection::connect(&format!("{database_url}?mode=ro"))
-        .await
-        .unwrap();
+    let mut reader = Reader::open(database_url).await;
     loop {
-        let sent = count(
-            &mut conn,
-            "SELECT COUNT(*) FROM outbox WHERE state = 'sent'",
-        )
-        .await;
-        let delivered = count(
-            &mut conn,
-            "SELECT COUNT(DISTINCT wamid) FROM statuses WHERE status = 'delivered'",
-        )
-        .await;
+        let sent = reader
+            .count("SELECT COUNT(*) FROM outbox WHERE state = 'sent'")
+            .await;
+        let delivered = reader
+            .count("SELECT COUNT(DISTINCT wamid) FROM statuses WHERE status = 'delivered'")
+            .await;
         if sent == MESSAGES as i64 && delivered == MESSAGES as i64 {
             break;
         }
-        let stuck = count(
-            &mut conn,
-            "SELECT COUNT(*) FROM outbox WHERE state IN ('failed', 'refused')",
-        )
-        .await;
+        let stuck = reader
+            .count("SELECT COUNT(*) FROM outbox WHERE state IN ('failed', 'refused')")
+            .await;
         assert_eq!(
             stuck, 0,
             "no message may fail: the faults are all transient"
@@ -226,14 +261,12 @@ async fn twenty_thousand_messages_through_faults_and_a_sigkill_are_each_sent_exa
         );
     }
     // Every outbox row holds the id Meta (the sandbox) gave it, and each is a distinct message.
-    let distinct = count(
-        &mut conn,
-        "SELECT COUNT(DISTINCT wamid) FROM outbox WHERE state = 'sent'",
-    )
-    .await;
+    let distinct = reader
+        .count("SELECT COUNT(DISTINCT wamid) FROM outbox WHERE state = 'sent'")
+        .await;
     assert_eq!(distinct, MESSAGES as i64);
     eprintln!(
-        "soak: {MESSAGES} messages, killed at {killed_at:?}, done in {:?}; faults {faults}",
+        "soak ({database_url}): {MESSAGES} messages, killed at {killed_at:?}, done in {:?}; faults {faults}",
         started.elapsed()
     );
 }
