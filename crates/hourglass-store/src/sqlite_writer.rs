@@ -204,13 +204,17 @@ fn commit_loop(
     cache: &WindowCache,
 ) {
     let mut last_commit = std::time::Instant::now();
+    let mut last_jobs = 0;
     while let Some(first) = receiver.blocking_recv() {
         let mut jobs = vec![first];
         drain(&mut receiver, &mut jobs);
-        // Under load (the last commit just ended), more jobs are on their way: a short
-        // wait lets one commit carry them, instead of one commit (and fsync) for each
-        // handful. An idle writer commits at once.
-        if jobs.len() < MAX_JOBS_PER_COMMIT && last_commit.elapsed() < BUSY_WITHIN {
+        // Under load from several producers (the last commit just ended and carried more
+        // than one job), more jobs are on their way: a short wait lets one commit carry
+        // them, instead of one commit (and fsync) per handful. An idle writer, or one fed
+        // by a single producer that waits for each commit (webhook batches alone), commits
+        // at once.
+        if jobs.len() < MAX_JOBS_PER_COMMIT && last_jobs > 1 && last_commit.elapsed() < BUSY_WITHIN
+        {
             std::thread::sleep(GATHER_FOR);
             drain(&mut receiver, &mut jobs);
         }
@@ -224,6 +228,7 @@ fn commit_loop(
                 continue;
             }
         };
+        last_jobs = jobs.len();
         let mut ran = Vec::with_capacity(jobs.len());
         for job in jobs {
             if let Err(error) = savepoint(&tx, "SAVEPOINT job") {
