@@ -8,7 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use hourglass_core::Instant;
 use hourglass_meta::parse_webhook;
-use hourglass_store::{ForwardItem, IngestItem, NewSubscription, Subscription};
+use hourglass_store::{
+    ForwardItem, Forwarding, IngestItem, NewSubscription, StoreError, Subscription,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -255,7 +257,8 @@ pub async fn replay(
             "`until` must be after `since`",
         ));
     }
-    let (deliveries, replayed) = replay_raw(&state, id, since, until, at).await?;
+    let (deliveries, replayed) =
+        replay_raw(state.store().forwarding(), id, since, until, at).await?;
     state.forwarding().wake();
     Ok(Json(json!({
         "replayed": replayed,
@@ -267,14 +270,13 @@ pub async fn replay(
 
 /// Reads the raw deliveries of `[since, until)` page by page and enqueues their items
 /// for subscription `id`. Returns the deliveries read and the forwards added.
-async fn replay_raw(
-    state: &AppState,
+pub async fn replay_raw(
+    forwarding: &dyn Forwarding,
     id: i64,
     since: Instant,
     until: Instant,
     at: Instant,
-) -> Result<(u64, u64), ApiError> {
-    let forwarding = state.store().forwarding();
+) -> Result<(u64, u64), StoreError> {
     let (mut read, mut added) = (0, 0);
     let mut after = None;
     loop {

@@ -75,7 +75,8 @@ enum WebhooksCommand {
         /// Signs every request (X-Hub-Signature-256), as Meta's app secret does.
         #[arg(long)]
         secret: String,
-        /// Which items: messages, statuses, calls (repeat; all three when left out).
+        /// Which items: messages, statuses, calls (Meta's), windows (Hourglass's window
+        /// events), or * (repeat; Meta's three when left out).
         #[arg(long = "event")]
         events: Vec<String>,
         /// Only this business number's items (repeat for several; all numbers when left out).
@@ -84,6 +85,17 @@ enum WebhooksCommand {
     },
     /// List subscriptions, with items pending and dead letters.
     List,
+    /// Forward again: every dead letter of subscription ID, or, with --since, every item
+    /// of the webhooks Hourglass received from then (until --until, or now).
+    Replay {
+        id: i64,
+        /// RFC 3339 or Unix seconds.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 or Unix seconds; needs --since.
+        #[arg(long, requires = "since")]
+        until: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -205,6 +217,38 @@ async fn main() -> anyhow::Result<()> {
                 WebhooksCommand::List => {
                     for s in store.forwarding().subscriptions().await? {
                         println!("{}", subscriptions::subscription_json(&s));
+                    }
+                }
+                WebhooksCommand::Replay { id, since, until } => {
+                    let forwarding = store.forwarding();
+                    if !forwarding.subscriptions().await?.iter().any(|s| s.id == id) {
+                        anyhow::bail!(
+                            "there is no webhook subscription {id}: see `hourglass webhooks list`"
+                        );
+                    }
+                    let at = time::now();
+                    let instant = |name: &str, text: &str| {
+                        time::parse_instant(text).map_err(|e| anyhow::anyhow!("--{name}: {e}"))
+                    };
+                    match since {
+                        None => {
+                            let replayed = forwarding.replay_dead_letters(id, at).await?;
+                            println!("{}", serde_json::json!({"replayed": replayed}));
+                        }
+                        Some(since) => {
+                            let since = instant("since", &since)?;
+                            let until = match until {
+                                Some(until) => instant("until", &until)?,
+                                None => at.plus_seconds(1),
+                            };
+                            anyhow::ensure!(until > since, "--until must be after --since");
+                            let (read, replayed) =
+                                subscriptions::replay_raw(forwarding, id, since, until, at).await?;
+                            println!(
+                                "{}",
+                                serde_json::json!({"replayed": replayed, "deliveries_read": read})
+                            );
+                        }
                     }
                 }
             }
