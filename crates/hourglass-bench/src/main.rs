@@ -835,6 +835,36 @@ async fn send_one_at(
     (started.elapsed(), status)
 }
 
+/// Sends messages `first..first + messages` (each to its own contact) from `concurrency`
+/// clients, scheduled for `send_at` when given.
+async fn queue_messages(
+    client: &reqwest::Client,
+    port: u16,
+    messages: usize,
+    concurrency: usize,
+    first: usize,
+    send_at: Option<i64>,
+) -> anyhow::Result<()> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next) = (client.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= messages {
+                    return;
+                }
+                send_one_at(&client, port, first + i, send_at).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(())
+}
+
 async fn sent_count(database_url: &str) -> anyhow::Result<i64> {
     let mut conn = sqlx::SqliteConnection::connect(&format!("{database_url}?mode=ro")).await?;
     Ok(
@@ -877,23 +907,7 @@ async fn bench_outbox(
     )
     .await?;
     let started = Stopwatch::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, next, port) = (client.clone(), next.clone(), server.port);
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= messages {
-                    return;
-                }
-                send_one(&client, port, i).await;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await?;
-    }
+    queue_messages(&client, server.port, messages, concurrency, 0, None).await?;
     let queued = started.elapsed();
     loop {
         if sent_count(&database.url).await? >= messages as i64 {
@@ -932,23 +946,15 @@ async fn bench_outbox(
     };
     // Queueing took `queued` with the sending running beside it; alone it is faster.
     let due = unix_now().as_secs() as i64 + queued.as_secs() as i64 + 5;
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, next, port) = (client.clone(), next.clone(), server.port);
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= messages {
-                    return;
-                }
-                send_one_at(&client, port, 2_000_000 + i, Some(due)).await;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await?;
-    }
+    queue_messages(
+        &client,
+        server.port,
+        messages,
+        concurrency,
+        2_000_000,
+        Some(due),
+    )
+    .await?;
     let until_due = Duration::from_secs(due as u64).saturating_sub(unix_now());
     if until_due.is_zero() {
         bail!("queueing {messages} messages took past their due second; use fewer");

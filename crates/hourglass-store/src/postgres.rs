@@ -14,7 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use crate::model::*;
-use crate::window_cache::{count_before, Touched, WindowCache, CHANGES_CHANNEL};
+use crate::window_cache::{Touched, WindowCache, CHANGES_CHANNEL};
 use crate::{Forwarding, MediaStore, Outbox, RateLimits, Store, StoreError, TemplateRegistry};
 
 pub struct PostgresStore {
@@ -366,51 +366,31 @@ impl Store for PostgresStore {
         contact: &str,
         count: ServiceCount,
     ) -> Result<Option<(ThreadRow, u32)>, StoreError> {
-        let read_at = self.cache.generation();
-        let cached_count = if count.cap == 0 {
-            Some(0)
-        } else {
-            self.cache.service_count(phone_number_id, count)
-        };
-        if let (Some(thread), Some(services)) =
-            (self.cache.thread(phone_number_id, contact), cached_count)
-        {
-            return Ok(Some((thread, services)));
-        }
         // One round trip: the thread, and the earliest `cap` free-form deliveries of the
         // counting window (remembered, so later questions count them in process).
-        let row = sqlx::query(&format!(
-            "SELECT {THREAD_COLUMNS},
-                    ARRAY(SELECT delivered_at FROM messages
-                           WHERE phone_number_id = $1 AND direction = 'outbound' AND category = 'service'
-                             AND delivered_at >= $3 ORDER BY delivered_at LIMIT $4) AS service_deliveries
-             FROM (
-               SELECT 0 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = $1 AND wa_id = $2
-               UNION ALL
-               SELECT 1 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = $1 AND user_id = $2
-             ) AS found ORDER BY rank LIMIT 1"
-        ))
-        .bind(phone_number_id)
-        .bind(contact)
-        .bind(count.from.unix_seconds())
-        .bind(count.cap as i64)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let thread = thread_row(&row);
         self.cache
-            .remember_thread(phone_number_id, contact, &thread, read_at);
-        let services = match cached_count {
-            Some(services) => services,
-            None => {
-                let instants: Vec<i64> = row.try_get("service_deliveries")?;
-                let services = count_before(&instants, count);
-                self.cache
-                    .remember_services(phone_number_id, count, instants, read_at);
-                services
-            }
-        };
-        Ok(Some((thread, services)))
+            .thread_and_services(phone_number_id, contact, count, |_| async move {
+                let row = sqlx::query(&format!(
+                    "SELECT {THREAD_COLUMNS},
+                            ARRAY(SELECT delivered_at FROM messages
+                                   WHERE phone_number_id = $1 AND direction = 'outbound' AND category = 'service'
+                                     AND delivered_at >= $3 ORDER BY delivered_at LIMIT $4) AS service_deliveries
+                     FROM (
+                       SELECT 0 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = $1 AND wa_id = $2
+                       UNION ALL
+                       SELECT 1 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = $1 AND user_id = $2
+                     ) AS found ORDER BY rank LIMIT 1"
+                ))
+                .bind(phone_number_id)
+                .bind(contact)
+                .bind(count.from.unix_seconds())
+                .bind(count.cap as i64)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|row| Ok((thread_row(&row), row.try_get("service_deliveries")?)))
+                    .transpose()
+            })
+            .await
     }
 
     async fn thread_history(

@@ -15,7 +15,7 @@ use sqlx::Row;
 use crate::model::*;
 use crate::sqlite_outbox::{SqliteOutbox, SqliteRateLimits};
 use crate::sqlite_writer::SqliteWriter;
-use crate::window_cache::{count_before, WindowCache};
+use crate::window_cache::WindowCache;
 use crate::{Forwarding, MediaStore, Outbox, RateLimits, Store, StoreError, TemplateRegistry};
 use std::sync::Arc;
 
@@ -159,54 +159,37 @@ impl Store for SqliteStore {
         contact: &str,
         count: ServiceCount,
     ) -> Result<Option<(ThreadRow, u32)>, StoreError> {
-        let read_at = self.cache.generation();
-        let cached_count = if count.cap == 0 {
-            Some(0)
-        } else {
-            self.cache.service_count(phone_number_id, count)
-        };
-        if let (Some(thread), Some(services)) =
-            (self.cache.thread(phone_number_id, contact), cached_count)
-        {
-            return Ok(Some((thread, services)));
-        }
-        // The count never comes from this query: it is in the cache, or derived from the
-        // instants list read (and cached) below, so the database is asked once, not twice.
-        let row = sqlx::query(&format!(
-            "SELECT {THREAD_COLUMNS} FROM (
-               SELECT 0 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = ?1 AND wa_id = ?2
-               UNION ALL
-               SELECT 1 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = ?1 AND user_id = ?2
-             ) AS found ORDER BY rank LIMIT 1"
-        ))
-        .bind(phone_number_id)
-        .bind(contact)
-        .fetch_optional(&self.readers)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let thread = thread_row(&row);
         self.cache
-            .remember_thread(phone_number_id, contact, &thread, read_at);
-        let services = match cached_count {
-            Some(services) => services,
-            None => {
-                let instants: Vec<i64> = sqlx::query_scalar(
-                    "SELECT delivered_at FROM messages
-                      WHERE phone_number_id = ?1 AND direction = 'outbound' AND category = 'service'
-                        AND delivered_at >= ?2 ORDER BY delivered_at LIMIT ?3",
-                )
+            .thread_and_services(phone_number_id, contact, count, |need_instants| async move {
+                let row = sqlx::query(&format!(
+                    "SELECT {THREAD_COLUMNS} FROM (
+                       SELECT 0 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = ?1 AND wa_id = ?2
+                       UNION ALL
+                       SELECT 1 AS rank, {THREAD_COLUMNS} FROM threads WHERE phone_number_id = ?1 AND user_id = ?2
+                     ) AS found ORDER BY rank LIMIT 1"
+                ))
                 .bind(phone_number_id)
-                .bind(count.from.unix_seconds())
-                .bind(count.cap as i64)
-                .fetch_all(&self.readers)
+                .bind(contact)
+                .fetch_optional(&self.readers)
                 .await?;
-                let services = count_before(&instants, count);
-                self.cache
-                    .remember_services(phone_number_id, count, instants, read_at);
-                services
-            }
-        };
-        Ok(Some((thread, services)))
+                let Some(row) = row else { return Ok(None) };
+                let instants = if need_instants {
+                    sqlx::query_scalar(
+                        "SELECT delivered_at FROM messages
+                          WHERE phone_number_id = ?1 AND direction = 'outbound' AND category = 'service'
+                            AND delivered_at >= ?2 ORDER BY delivered_at LIMIT ?3",
+                    )
+                    .bind(phone_number_id)
+                    .bind(count.from.unix_seconds())
+                    .bind(count.cap as i64)
+                    .fetch_all(&self.readers)
+                    .await?
+                } else {
+                    Vec::new()
+                };
+                Ok(Some((thread_row(&row), instants)))
+            })
+            .await
     }
 
     async fn thread_history(

@@ -137,6 +137,47 @@ impl WindowCache {
         self.forget_services(&touched.numbers);
     }
 
+    /// A window answer's thread and free-form delivery count: from the cache, or read
+    /// through `read` and remembered. `read(true)` must also return the earliest
+    /// `count.cap` delivery instants from `count.from` on (ascending); `read(false)` may
+    /// leave them empty, the count being cached already.
+    pub async fn thread_and_services<F, Fut>(
+        &self,
+        phone_number_id: &str,
+        contact: &str,
+        count: ServiceCount,
+        read: F,
+    ) -> Result<Option<(ThreadRow, u32)>, crate::StoreError>
+    where
+        F: FnOnce(bool) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<(ThreadRow, Vec<i64>)>, crate::StoreError>>,
+    {
+        let read_at = self.generation();
+        let cached_count = if count.cap == 0 {
+            Some(0)
+        } else {
+            self.service_count(phone_number_id, count)
+        };
+        if let (Some(thread), Some(services)) =
+            (self.thread(phone_number_id, contact), cached_count)
+        {
+            return Ok(Some((thread, services)));
+        }
+        let Some((thread, instants)) = read(cached_count.is_none()).await? else {
+            return Ok(None);
+        };
+        self.remember_thread(phone_number_id, contact, &thread, read_at);
+        let services = match cached_count {
+            Some(services) => services,
+            None => {
+                let services = count_before(&instants, count);
+                self.remember_services(phone_number_id, count, instants, read_at);
+                services
+            }
+        };
+        Ok(Some((thread, services)))
+    }
+
     /// Read before fetching from the database; pass to the `remember_…` calls after.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
