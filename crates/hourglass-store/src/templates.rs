@@ -132,7 +132,8 @@ pub(crate) fn event_key(change: &TemplateChange) -> (&str, &str, &str) {
 
 use crate::outbox::numbered_for_rusqlite;
 
-/// Applies a webhook's template change inside the SQLite ingest writer's transaction.
+/// Applies a webhook's template change inside the SQLite writer's transaction (with the
+/// rest of its webhook).
 pub(crate) fn apply_change_sqlite(
     tx: &rusqlite::Connection,
     change: &TemplateChange,
