@@ -65,11 +65,7 @@ fn window_event_at(
     closing_soon_seconds: Option<i64>,
 ) -> ForwardItem {
     let closes_at = opened_at.plus_seconds(CSW_SECONDS);
-    let at = match event {
-        WindowEvent::Opened => opened_at,
-        WindowEvent::ClosingSoon => closes_at.plus_seconds(-closing_soon_seconds.unwrap_or(0)),
-        WindowEvent::Closed => closes_at,
-    };
+    let at = event_instant(event, opened_at, closing_soon_seconds.unwrap_or(0));
     let body = json!({
         "object": "hourglass",
         "event": event.name(),
@@ -85,6 +81,16 @@ fn window_event_at(
         kind: WINDOW_EVENTS_KIND,
         thread_key: thread_key(phone_number_id, contact),
         body: body.to_string().into_bytes(),
+    }
+}
+
+/// When `event` happens for the window that the customer message at `opened_at` opened.
+fn event_instant(event: WindowEvent, opened_at: Instant, closing_soon_seconds: i64) -> Instant {
+    let closes_at = opened_at.plus_seconds(CSW_SECONDS);
+    match event {
+        WindowEvent::Opened => opened_at,
+        WindowEvent::ClosingSoon => closes_at.plus_seconds(-closing_soon_seconds),
+        WindowEvent::Closed => closes_at,
     }
 }
 
@@ -115,12 +121,7 @@ pub fn clock_events(
                 thread.last_customer_at,
                 Some(closing_soon_seconds),
             );
-            let at = match event {
-                WindowEvent::Closed => thread.last_customer_at.plus_seconds(CSW_SECONDS),
-                _ => thread
-                    .last_customer_at
-                    .plus_seconds(CSW_SECONDS - closing_soon_seconds),
-            };
+            let at = event_instant(event, thread.last_customer_at, closing_soon_seconds);
             due.push((at, event as u8, (thread.phone_number_id.clone(), item)));
         }
     }
