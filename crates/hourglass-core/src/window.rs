@@ -78,6 +78,19 @@ impl FepPhase {
             FepPhase::Closed => "closed",
         }
     }
+
+    /// The phase named by [`FepPhase::as_str`].
+    pub fn from_name(name: &str) -> Option<FepPhase> {
+        [
+            FepPhase::None,
+            FepPhase::Eligible,
+            FepPhase::Pending,
+            FepPhase::Open,
+            FepPhase::Closed,
+        ]
+        .into_iter()
+        .find(|phase| phase.as_str() == name)
+    }
 }
 
 /// The free entry point at an instant. Fields that do not apply to the phase are `None`.
@@ -191,6 +204,12 @@ pub fn evaluate(
         pricing_era: era,
         charges,
     }
+}
+
+/// The free entry point of a thread at `at`, without pricing: what Hourglass's FEP events
+/// compare with what they last reported.
+pub fn free_entry_point_at(history: &ThreadHistory, at: Instant) -> FreeEntryPoint {
+    FepEpisodes::at(history, at).state_at(at)
 }
 
 /// What one business message of the history cost, priced at its delivery against

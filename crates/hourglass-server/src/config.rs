@@ -73,7 +73,8 @@ pub struct ForwardingConfig {
     /// How long before a customer service window closes its `window.closing_soon` event
     /// is sent: an hour by default.
     pub window_closing_soon_seconds: i64,
-    /// How often the clock-driven window events (closing soon, closed) are looked for.
+    /// How often the clock-driven events (windows closing soon and closed, free entry points
+    /// opened and closed) are looked for.
     pub window_tick_ms: u64,
 }
 

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cloud_api;
 pub mod config;
 pub mod error;
+pub mod fep_events;
 pub mod forwarding;
 pub mod ingest;
 pub mod media;

@@ -14,7 +14,9 @@
 //!
 //! The payload is Hourglass's own envelope (not Meta's), signed like every forward:
 //! `{"object": "hourglass", "event", "at", "phone_number_id", "contact": {"wa_id",
-//! "user_id"}, "window": {"opened_at", "closes_at"}}`.
+//! "user_id"}, "window": {"opened_at", "closes_at"}}`. The same kind carries the free
+//! entry point events (`fep_events`), whose envelope has `free_entry_point` in place of
+//! `window`; the clock worker here runs both.
 
 use std::time::Duration;
 
@@ -66,16 +68,35 @@ fn window_event_at(
 ) -> ForwardItem {
     let closes_at = opened_at.plus_seconds(CSW_SECONDS);
     let at = event_instant(event, opened_at, closing_soon_seconds.unwrap_or(0));
-    let body = json!({
+    hourglass_event(
+        event.name(),
+        at,
+        phone_number_id,
+        contact,
+        ("window", opened_at, closes_at),
+    )
+}
+
+/// One of Hourglass's own events in its envelope: `about` names the window the event is
+/// about (`"window"` or `"free_entry_point"`) with its opening and closing instants.
+pub(crate) fn hourglass_event(
+    name: &str,
+    at: Instant,
+    phone_number_id: &str,
+    contact: &ContactKey,
+    about: (&str, Instant, Instant),
+) -> ForwardItem {
+    let (field, opened_at, closes_at) = about;
+    let mut body = json!({
         "object": "hourglass",
-        "event": event.name(),
+        "event": name,
         "at": format_instant(at),
         "phone_number_id": phone_number_id,
         "contact": {"wa_id": contact.wa_id, "user_id": contact.user_id},
-        "window": {
-            "opened_at": format_instant(opened_at),
-            "closes_at": format_instant(closes_at),
-        },
+    });
+    body[field] = json!({
+        "opened_at": format_instant(opened_at),
+        "closes_at": format_instant(closes_at),
     });
     ForwardItem {
         kind: WINDOW_EVENTS_KIND,
@@ -154,7 +175,25 @@ pub async fn run(state: AppState) {
         if let Err(error) = emit_due(&state, settings.window_closing_soon_seconds).await {
             tracing::warn!(%error, "window events: could not emit the events due");
         }
+        if let Err(error) = crate::fep_events::emit_due(&state).await {
+            tracing::warn!(%error, "free entry point events: could not emit the events due");
+        }
     }
+}
+
+/// When the first subscription that wants window events was made; `None` while none does.
+pub(crate) async fn first_subscribed_at(
+    state: &AppState,
+) -> Result<Option<Instant>, hourglass_store::StoreError> {
+    Ok(state
+        .store()
+        .forwarding()
+        .subscriptions()
+        .await?
+        .into_iter()
+        .filter(|s| s.events.iter().any(|e| e == "*" || e == WINDOW_EVENTS_KIND))
+        .map(|s| s.created_at)
+        .min())
 }
 
 /// One pass of the clock: reads the cursor, finds what fell due since, and moves the
@@ -165,14 +204,7 @@ async fn emit_due(
     closing_soon_seconds: i64,
 ) -> Result<(), hourglass_store::StoreError> {
     let forwarding = state.store().forwarding();
-    let subscribed = forwarding
-        .subscriptions()
-        .await?
-        .into_iter()
-        .filter(|s| s.events.iter().any(|e| e == "*" || e == WINDOW_EVENTS_KIND))
-        .map(|s| s.created_at)
-        .min();
-    let Some(first_subscribed_at) = subscribed else {
+    let Some(first_subscribed_at) = first_subscribed_at(state).await? else {
         return Ok(());
     };
     let cursor = forwarding.clock(WINDOW_CLOCK).await?;
@@ -191,7 +223,7 @@ async fn emit_due(
         .await?;
     let events = clock_events(&closing, &soon, closing_soon_seconds);
     if forwarding
-        .advance_clock(WINDOW_CLOCK, cursor, to, &events)
+        .advance_clock(WINDOW_CLOCK, cursor, to, &events, &[])
         .await?
         && !events.is_empty()
     {

@@ -185,9 +185,11 @@ pub(crate) fn item_key(item: &IngestItem) -> (&str, &str) {
 }
 
 /// Moves thread `p2` into thread `p1` (messages, refusals, the latest of each summary
-/// instant) and deletes it.
-pub(crate) fn merge_threads_sql(p1: &str, p2: &str) -> [String; 4] {
+/// instant) and deletes it, with what the FEP clock noted about it: the merged thread is
+/// evaluated again when the clock next finds it.
+pub(crate) fn merge_threads_sql(p1: &str, p2: &str) -> [String; 5] {
     [
+        format!("DELETE FROM fep_notices WHERE thread_id = {p2} AND thread_id <> {p1}"),
         format!("UPDATE messages SET thread_id = {p1} WHERE thread_id = {p2}"),
         format!("UPDATE refusals SET thread_id = {p1} WHERE thread_id = {p2}"),
         format!(

@@ -5,7 +5,7 @@
 //! lease, oldest first within a thread (a thread's next item waits until the one before
 //! it is delivered or dead), and deleted once delivered: the raw delivery is kept anyway.
 
-use hourglass_core::Instant;
+use hourglass_core::{FepPhase, Instant};
 
 /// The forward-row insert, with `$extra` conditions on the subscription.
 macro_rules! enqueue_forwards_sql {
@@ -49,6 +49,68 @@ pub(crate) fn raw_deliveries_start_sql(postgres: bool) -> String {
 
 /// The clock cursor of the window events (closing soon, closed).
 pub const WINDOW_CLOCK: &str = "window_events";
+
+/// The clock cursor of the free entry point events (opened, closed).
+pub const FEP_CLOCK: &str = "fep_events";
+
+/// What the FEP clock last found about a thread and the last free entry point it
+/// reported (DESIGN.md §3.5): kept so that each FEP is reported opened once and closed
+/// once, however late the webhooks that decide it arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FepNotice {
+    /// The phase at the last evaluation.
+    pub phase: FepPhase,
+    /// The thread's `last_fep_signal_at` when it was evaluated.
+    pub signal_at: Option<Instant>,
+    /// The last free entry point reported opened.
+    pub reported: Option<ReportedFep>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportedFep {
+    pub opened_at: Instant,
+    pub closes_at: Instant,
+    /// Whether its close was reported too.
+    pub closed: bool,
+}
+
+/// A thread whose free entry point may have changed: it has a recent ad message or FEP
+/// status that was not evaluated yet, it was eligible or pending (a delivery may open
+/// it), or the FEP it reported open has reached its end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FepCandidate {
+    pub thread_id: i64,
+    pub phone_number_id: String,
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
+    pub last_fep_signal_at: Option<Instant>,
+    pub notice: Option<FepNotice>,
+}
+
+/// The FEP candidates at `$2`, among threads with a signal after `$1`, and any thread
+/// whose reported FEP closes by `$2`.
+pub(crate) const FEP_CANDIDATES: &str = "
+    SELECT t.id, t.phone_number_id, t.wa_id, t.user_id, t.last_fep_signal_at,
+           n.phase, n.signal_at, n.opened_at, n.closes_at, n.closed
+      FROM threads t LEFT JOIN fep_notices n ON n.thread_id = t.id
+     WHERE t.last_fep_signal_at > $1
+       AND (n.thread_id IS NULL OR n.signal_at IS NULL OR n.signal_at <> t.last_fep_signal_at
+            OR n.phase IN ('eligible', 'pending')
+            OR (n.opened_at IS NOT NULL AND NOT n.closed AND n.closes_at <= $2))
+    UNION
+    SELECT t.id, t.phone_number_id, t.wa_id, t.user_id, t.last_fep_signal_at,
+           n.phase, n.signal_at, n.opened_at, n.closes_at, n.closed
+      FROM fep_notices n JOIN threads t ON t.id = n.thread_id
+     WHERE n.opened_at IS NOT NULL AND NOT n.closed AND n.closes_at <= $2
+     ORDER BY 1";
+
+/// Records what the FEP clock found about thread `$1`.
+pub(crate) const UPSERT_FEP_NOTICE: &str = "
+    INSERT INTO fep_notices (thread_id, phase, signal_at, opened_at, closes_at, closed)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (thread_id) DO UPDATE SET
+      phase = excluded.phase, signal_at = excluded.signal_at, opened_at = excluded.opened_at,
+      closes_at = excluded.closes_at, closed = excluded.closed";
 
 /// A thread whose latest customer message is in a span: its window closes 24 hours later.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,7 +225,7 @@ pub(crate) fn split(text: &str) -> Vec<String> {
 /// Expands the forwarding queries for one sqlx database type.
 macro_rules! define_forwarding {
     ($db:ty, $postgres:expr) => {
-        use hourglass_core::Instant;
+        use hourglass_core::{FepPhase, Instant};
         use sqlx::Row;
 
         use crate::forwarding::*;
@@ -403,6 +465,7 @@ macro_rules! define_forwarding {
                 from: Option<Instant>,
                 to: Instant,
                 items: &[(String, ForwardItem)],
+                notices: &[(i64, FepNotice)],
             ) -> Result<bool, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let moved = match from {
@@ -436,8 +499,61 @@ macro_rules! define_forwarding {
                         .execute(&mut *tx)
                         .await?;
                 }
+                for (thread_id, notice) in notices {
+                    let reported = notice.reported;
+                    sqlx::query(UPSERT_FEP_NOTICE)
+                        .bind(thread_id)
+                        .bind(notice.phase.as_str())
+                        .bind(notice.signal_at.map(Instant::unix_seconds))
+                        .bind(reported.map(|r| r.opened_at.unix_seconds()))
+                        .bind(reported.map(|r| r.closes_at.unix_seconds()))
+                        .bind(reported.is_some_and(|r| r.closed))
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn fep_candidates(
+                &self,
+                signal_after: Instant,
+                at: Instant,
+            ) -> Result<Vec<FepCandidate>, StoreError> {
+                let rows = sqlx::query(FEP_CANDIDATES)
+                    .bind(signal_after.unix_seconds())
+                    .bind(at.unix_seconds())
+                    .fetch_all(&self.read)
+                    .await?;
+                let instant = |value: Option<i64>| value.map(Instant::from_unix_seconds);
+                rows.iter()
+                    .map(|row| {
+                        let phase: Option<String> = row.try_get("phase")?;
+                        let notice = phase.map(|phase| -> Result<FepNotice, StoreError> {
+                            let opened_at = instant(row.try_get("opened_at")?);
+                            let closes_at = instant(row.try_get("closes_at")?);
+                            Ok(FepNotice {
+                                phase: FepPhase::from_name(&phase).ok_or_else(|| {
+                                    StoreError::Corrupt(format!("fep_notices.phase {phase:?}"))
+                                })?,
+                                signal_at: instant(row.try_get("signal_at")?),
+                                reported: opened_at.zip(closes_at).map(|(opened_at, closes_at)| ReportedFep {
+                                    opened_at,
+                                    closes_at,
+                                    closed: row.try_get("closed").unwrap_or(false),
+                                }),
+                            })
+                        });
+                        Ok(FepCandidate {
+                            thread_id: row.try_get("id")?,
+                            phone_number_id: row.try_get("phone_number_id")?,
+                            wa_id: row.try_get("wa_id")?,
+                            user_id: row.try_get("user_id")?,
+                            last_fep_signal_at: instant(row.try_get("last_fep_signal_at")?),
+                            notice: notice.transpose()?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn raw_deliveries(

@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use hourglass_core::{Instant, ThreadHistory};
 
 pub use forwarding::{
-    ForwardItem, ForwardOutcome, ForwardRow, NewSubscription, RawDelivery, Subscription,
-    WindowThread, WINDOW_CLOCK,
+    FepCandidate, FepNotice, ForwardItem, ForwardOutcome, ForwardRow, NewSubscription, RawDelivery,
+    ReportedFep, Subscription, WindowThread, FEP_CLOCK, WINDOW_CLOCK,
 };
 pub use media::{MediaOutcome, MediaRef, MediaRow};
 pub use model::*;
@@ -294,7 +294,7 @@ pub trait Forwarding: Send + Sync {
         until: Instant,
     ) -> Result<Vec<WindowThread>, StoreError>;
     /// Moves clock `name` from `from` (`None`: not set yet) to `to` and enqueues the
-    /// events of that span, in one transaction. `false`, with nothing enqueued, when the
+    /// events of that span, with what the FEP clock noted per thread, in one transaction. `false`, with nothing enqueued, when the
     /// clock was no longer at `from`: another process emitted the span.
     async fn advance_clock(
         &self,
@@ -302,7 +302,15 @@ pub trait Forwarding: Send + Sync {
         from: Option<Instant>,
         to: Instant,
         items: &[(String, ForwardItem)],
+        notices: &[(i64, FepNotice)],
     ) -> Result<bool, StoreError>;
+    /// The threads whose free entry point may have changed by `at` (see [`FepCandidate`]),
+    /// looking at signals after `signal_after`, by thread id.
+    async fn fep_candidates(
+        &self,
+        signal_after: Instant,
+        at: Instant,
+    ) -> Result<Vec<FepCandidate>, StoreError>;
     /// Stored raw webhook deliveries received in `[from, until)`, in the order they
     /// arrived, after the one numbered `after` (the last of the previous page; `None`
     /// for the first page).

@@ -360,8 +360,9 @@ pub(crate) fn resolve_thread(
 }
 
 /// Moves thread `?2` into thread `?1`: its messages and refusals, its summary (latest of
-/// each), then deletes it.
-const MERGE_THREADS_SQLITE: [&str; 4] = [
+/// each), then deletes it with what the FEP clock noted about it.
+const MERGE_THREADS_SQLITE: [&str; 5] = [
+    "DELETE FROM fep_notices WHERE thread_id = ?2 AND thread_id <> ?1",
     "UPDATE messages SET thread_id = ?1 WHERE thread_id = ?2",
     "UPDATE refusals SET thread_id = ?1 WHERE thread_id = ?2",
     "UPDATE threads SET

@@ -307,6 +307,19 @@ async fn a_new_app_can_be_replayed_what_arrived_before_it_subscribed(db: Db) {
 }
 on_both_databases!(a_new_app_can_be_replayed_what_arrived_before_it_subscribed);
 
+/// An app subscribed to the `windows` kind.
+async fn subscribe_to_window_events(app: &TestApp) -> App {
+    let (receiver, url) = start_receiver().await;
+    let (code, created) = app
+        .post_json(
+            "/v1/webhooks",
+            &json!({"url": url, "secret": SECRET, "events": ["windows"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    receiver
+}
+
 /// The events an app received, as (event, contact's wa_id, at).
 fn window_events_of(received: &[Received]) -> Vec<(String, String, String)> {
     received
@@ -334,14 +347,7 @@ async fn window_events_say_when_a_window_opens_is_closing_and_closes(db: Db) {
         c.forwarding.window_tick_ms = 100;
     })
     .await;
-    let (receiver, url) = start_receiver().await;
-    let (code, created) = app
-        .post_json(
-            "/v1/webhooks",
-            &json!({"url": url, "secret": SECRET, "events": ["windows"]}),
-        )
-        .await;
-    assert_eq!(code, 201, "{created}");
+    let receiver = subscribe_to_window_events(&app).await;
 
     // A message whose window closes 4 s from now, then a late webhook for an older message
     // (no event).
@@ -396,3 +402,87 @@ async fn window_events_say_when_a_window_opens_is_closing_and_closes(db: Db) {
     app.cleanup().await;
 }
 on_both_databases!(window_events_say_when_a_window_opens_is_closing_and_closes);
+
+/// The free entry point events an app received about one contact, as (event, at), and the
+/// FEP each names.
+fn fep_events_of(received: &[Received], wa_id: &str) -> Vec<(String, String)> {
+    window_events_of(received)
+        .into_iter()
+        .filter(|(event, contact, _)| event.starts_with("fep.") && contact == wa_id)
+        .map(|(event, _, at)| (event, at))
+        .collect()
+}
+
+async fn wait_for_fep_events(app: &App, wa_id: &str, count: usize) -> Vec<(String, String)> {
+    for _ in 0..200 {
+        let events = fep_events_of(&app.received.lock().unwrap(), wa_id);
+        if events.len() >= count {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{wa_id}: {:?}",
+        fep_events_of(&app.received.lock().unwrap(), wa_id)
+    );
+}
+
+async fn fep_events_say_when_a_free_entry_point_opens_and_closes(db: Db) {
+    let app = spawn_app_with(db, |c| c.forwarding.window_tick_ms = 100).await;
+    let receiver = subscribe_to_window_events(&app).await;
+    // Let the clock's first pass (in the second after the subscription's) note that
+    // nothing is known yet: what it finds later is reported whenever it happened.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+
+    // A contact from an ad, answered within the hour; the answer was delivered 72 hours
+    // less 3 seconds ago, so the free entry point closes 3 seconds from now.
+    let t = now();
+    let delivered_at = t - 3 * 86_400 + 3;
+    app.customer_writes("16505550001", "wamid.FA1", delivered_at - 120, true)
+        .await;
+    app.status("16505550001", "wamid.FR1", "sent", delivered_at - 60)
+        .await;
+    app.status("16505550001", "wamid.FR1", "delivered", delivered_at)
+        .await;
+    let events = wait_for_fep_events(&receiver, "16505550001", 2).await;
+    assert_eq!(
+        events,
+        [
+            ("fep.opened".to_owned(), rfc3339(delivered_at)),
+            ("fep.closed".to_owned(), rfc3339(delivered_at + 3 * 86_400)),
+        ]
+    );
+    let opened = receiver
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| serde_json::from_slice::<Value>(body).unwrap())
+        .find(|event| event["event"] == "fep.opened")
+        .unwrap();
+    assert_eq!(
+        opened["free_entry_point"],
+        json!({"opened_at": rfc3339(delivered_at), "closes_at": rfc3339(delivered_at + 3 * 86_400)})
+    );
+
+    // Another contact from an ad: eligible for a while, then the reply's statuses arrive
+    // late, naming a delivery in the past. The event says when it was delivered.
+    let t = now();
+    app.customer_writes("16505550002", "wamid.FA2", t - 100, true)
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(fep_events_of(&receiver.received.lock().unwrap(), "16505550002").is_empty());
+    app.status("16505550002", "wamid.FR2", "delivered", t - 80)
+        .await;
+    app.status("16505550002", "wamid.FR2", "sent", t - 90).await;
+    let events = wait_for_fep_events(&receiver, "16505550002", 1).await;
+    assert_eq!(events, [("fep.opened".to_owned(), rfc3339(t - 80))]);
+
+    // Nothing is reported twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = receiver.received.lock().unwrap().clone();
+    assert_eq!(fep_events_of(&received, "16505550001").len(), 2);
+    assert_eq!(fep_events_of(&received, "16505550002").len(), 1);
+    app.cleanup().await;
+}
+on_both_databases!(fep_events_say_when_a_free_entry_point_opens_and_closes);

@@ -1,0 +1,21 @@
+-- Free entry point events (opened, closed) come from evaluating the threads an FEP may
+-- concern: those with a recent ad message or FEP status, found by this index.
+CREATE INDEX threads_by_last_fep_signal_at ON threads (last_fep_signal_at) WHERE last_fep_signal_at IS NOT NULL;
+
+-- What the FEP clock last found for each such thread, and the last free entry point it
+-- reported: an event is sent only when a new evaluation differs from this, so a late
+-- status that moves an FEP into the past still gets its events, once.
+CREATE TABLE fep_notices (
+    thread_id   BIGINT PRIMARY KEY REFERENCES threads(id),
+    -- The phase at the last evaluation (eligible and pending are looked at again on every
+    -- tick: a delivery opens them).
+    phase       TEXT NOT NULL,
+    -- threads.last_fep_signal_at when evaluated: a newer signal means evaluate again.
+    signal_at   BIGINT,
+    -- The last free entry point reported (opened), and whether its close was reported.
+    opened_at   BIGINT,
+    closes_at   BIGINT,
+    closed      BOOLEAN NOT NULL DEFAULT FALSE
+);
+-- Reported free entry points whose close is not reported yet, by when they close.
+CREATE INDEX fep_notices_open_by_close ON fep_notices (closes_at) WHERE opened_at IS NOT NULL AND NOT closed;
