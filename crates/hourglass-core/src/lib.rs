@@ -31,7 +31,8 @@ pub use template::{
     TemplateCategory, TemplateDefinition,
 };
 pub use window::{
-    charge_of_message, decide_free_form_send, evaluate, free_entry_point_at, opens_window,
-    CustomerServiceWindow, FepPhase, FreeEntryPoint, RuleSettings, SendDecision, WindowState,
-    CSW_SECONDS, FEP_ELIGIBILITY_SECONDS, FEP_SECONDS, HISTORY_LOOKBACK_SECONDS,
+    charge_of_message, decide_free_form_send, decide_free_form_send_at, evaluate,
+    free_entry_point_at, opens_window, CustomerServiceWindow, FepPhase, FreeEntryPoint,
+    RuleSettings, SendDecision, WindowState, CSW_SECONDS, FEP_ELIGIBILITY_SECONDS, FEP_SECONDS,
+    HISTORY_LOOKBACK_SECONDS,
 };

@@ -170,6 +170,25 @@ pub fn decide_free_form_send(state: &WindowState) -> SendDecision {
     }
 }
 
+/// Whether a free-form message may be sent at `at`: the customer service window alone
+/// decides it, so `history` needs only the contact's messages (the latest before `at`,
+/// and the latest reaction); free entry points and prices do not change the answer. The
+/// same decision as [`decide_free_form_send`] on [`evaluate`]'s answer, for less.
+pub fn decide_free_form_send_at(
+    history: &ThreadHistory,
+    at: Instant,
+    settings: RuleSettings,
+) -> SendDecision {
+    let csw = customer_service_window_at(history, at, settings);
+    if csw.open {
+        SendDecision::Allow
+    } else {
+        SendDecision::RefuseWindowClosed {
+            closed_at: csw.closes_at,
+        }
+    }
+}
+
 /// The state of a thread at `at`, from the events in `history` that happened at or
 /// before `at`. Events after `at` are ignored, so the answer for a past instant is what
 /// was true then, as far as anything is now known about then.

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use hourglass_core::{decide_free_form_send, Instant, MessageCategory, SendDecision};
+use hourglass_core::{Instant, MessageCategory, SendDecision};
 use hourglass_meta::send::{INVALID_PARAMETER, RE_ENGAGEMENT};
 use hourglass_meta::{parse_send_request, SendRequest, SendResponse};
 use hourglass_store::{ContactKey, OutboundMessage, Refusal, ThreadRow};
@@ -18,7 +18,7 @@ use crate::error::{meta_answer, MetaApiError};
 use crate::metrics::SendOutcome;
 use crate::templates::{check_template_send, reopening_templates};
 use crate::time::{format_instant, now};
-use crate::windows::window_state;
+use crate::windows::free_form_decision;
 
 /// Meta's versions look like `v21.0`.
 fn is_graph_version(version: &str) -> bool {
@@ -207,10 +207,7 @@ pub async fn check_and_forward(
                 // Meta's timestamp on the contact's latest message may be a moment ahead
                 // of our clock; a reply sent at once must not be judged before it.
                 let at = at.max(thread.last_customer_at.unwrap_or(at));
-                let window = window_state(state, thread, at)
-                    .await
-                    .map_err(storage_unavailable)?;
-                match decide_free_form_send(&window) {
+                match free_form_decision(state, thread, at) {
                     SendDecision::Allow => None,
                     SendDecision::RefuseWindowClosed { closed_at } => Some(closed_at),
                 }

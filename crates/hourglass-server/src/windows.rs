@@ -2,8 +2,9 @@
 //! as the question allows), and rendering its answer as the API's JSON (DESIGN.md §3.4).
 
 use hourglass_core::{
-    charge_of_message, evaluate, Charge, Instant, MessageCategory, PricingContext, PricingModel,
-    ServicePricing, ThreadEvent, ThreadHistory, WindowState,
+    charge_of_message, decide_free_form_send_at, evaluate, Charge, Instant, MessageCategory,
+    PricingContext, PricingModel, SendDecision, ServicePricing, ThreadEvent, ThreadHistory,
+    WindowState,
 };
 use hourglass_store::{
     history_from_messages, MessageRow, ServiceCount, Store, StoreError, ThreadRow,
@@ -88,23 +89,37 @@ async fn history_for(
     let no_fep_signal = thread.last_fep_signal_at.is_none();
     let per_message = matches!(calendar.eras.era_at(at).model, PricingModel::PerMessage(_));
     if no_fep_signal && per_message && latest_known.is_none_or(|l| l <= at) {
-        let mut history = ThreadHistory::new();
-        for (id, at, is_reaction) in [
-            ("latest-customer-message", thread.last_customer_at, false),
-            ("latest-reaction", thread.last_reaction_at, true),
-        ] {
-            if let Some(at) = at {
-                history.record(ThreadEvent::CustomerMessage {
-                    id: id.into(),
-                    at,
-                    entry_point: hourglass_core::EntryPoint::Organic,
-                    is_reaction,
-                });
-            }
-        }
-        return Ok(history);
+        return Ok(summary_history(thread));
     }
     store.thread_history(thread.id, at).await
+}
+
+/// The thread row's summary as a history: its latest customer message and its latest
+/// reaction, all that the customer service window depends on.
+fn summary_history(thread: &ThreadRow) -> ThreadHistory {
+    let mut history = ThreadHistory::new();
+    for (id, at, is_reaction) in [
+        ("latest-customer-message", thread.last_customer_at, false),
+        ("latest-reaction", thread.last_reaction_at, true),
+    ] {
+        if let Some(at) = at {
+            history.record(ThreadEvent::CustomerMessage {
+                id: id.into(),
+                at,
+                entry_point: hourglass_core::EntryPoint::Organic,
+                is_reaction,
+            });
+        }
+    }
+    history
+}
+
+/// The send gate's decision for a free-form message to a thread at `at` (its latest
+/// customer message or later): the customer service window alone decides, and the thread
+/// row as just read holds all it depends on, so the gate reads nothing more (no month's
+/// count, no history) on the path every send takes.
+pub fn free_form_decision(state: &AppState, thread: &ThreadRow, at: Instant) -> SendDecision {
+    decide_free_form_send_at(&summary_history(thread), at, state.rule_settings())
 }
 
 /// The window of a contact at `at`, with one database round trip in the common case:

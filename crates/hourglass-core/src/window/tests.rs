@@ -649,6 +649,41 @@ proptest! {
     }
 
     #[test]
+    fn the_send_gate_decides_from_the_latest_messages_alone_as_the_full_evaluation_does(
+        events in proptest::collection::vec(arbitrary_event(), 0..24),
+        probe in 0i64..(12 * 24 * 3600),
+        reactions_open_window in any::<bool>(),
+    ) {
+        let at = Instant::from_unix_seconds(1_790_000_000 + probe);
+        let settings = RuleSettings { reactions_open_window };
+        let full = ThreadHistory::from_events(events.clone());
+        // What a thread row keeps: the latest customer message and the latest reaction.
+        let latest = |reaction: bool| {
+            full.customer_messages()
+                .iter()
+                .filter(|m| m.at <= at && m.is_reaction == reaction)
+                .max_by_key(|m| m.at)
+                .cloned()
+        };
+        let summary = ThreadHistory::from_events(
+            [latest(false), latest(true)].into_iter().flatten().map(|m| {
+                ThreadEvent::CustomerMessage {
+                    id: m.id.clone(),
+                    at: m.at,
+                    entry_point: m.entry_point,
+                    is_reaction: m.is_reaction,
+                }
+            }),
+        );
+        let eras = ResolvedEras::meta_utc();
+        let pricing = PricingContext { eras: &eras, service_messages_this_month: 0 };
+        prop_assert_eq!(
+            decide_free_form_send_at(&summary, at, settings),
+            decide_free_form_send(&evaluate(&full, at, settings, pricing))
+        );
+    }
+
+    #[test]
     fn the_window_is_open_exactly_on_the_half_open_day_after_the_latest_message(
         messages in proptest::collection::vec(0i64..(5 * 24 * 3600), 1..6),
         probe in 0i64..(7 * 24 * 3600),
