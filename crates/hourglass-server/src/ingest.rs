@@ -593,32 +593,35 @@ impl IngestQueue {
 }
 
 async fn commit_batch(store: &dyn Store, jobs: Vec<Job>, metrics: &Metrics) {
-    let deliveries: Vec<WebhookDelivery> = jobs.iter().map(|j| j.delivery.clone()).collect();
+    // The deliveries move out of the jobs (a delivery holds the raw body and every item:
+    // copying them cost the HTTP side a share of its CPU).
+    let (deliveries, waiting): (Vec<WebhookDelivery>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.delivery, j.done)).unzip();
     metrics.ingest_batch(deliveries.len());
     match store.ingest(&deliveries).await {
         Ok(report) => {
             metrics.ingested(&report);
             // The report is for the whole batch; each request only needs to know that its
             // delivery is durable.
-            for job in jobs {
-                let _ = job.done.send(Ok(report));
+            for done in waiting {
+                let _ = done.send(Ok(report));
             }
         }
-        Err(error) if jobs.len() > 1 => {
+        Err(error) if deliveries.len() > 1 => {
             // One bad delivery must not sink the others: store them one by one.
-            tracing::warn!(%error, size = jobs.len(), "batch failed; retrying its deliveries one by one");
-            for job in jobs {
-                let result = store.ingest(std::slice::from_ref(&job.delivery)).await;
+            tracing::warn!(%error, size = deliveries.len(), "batch failed; retrying its deliveries one by one");
+            for (delivery, done) in deliveries.iter().zip(waiting) {
+                let result = store.ingest(std::slice::from_ref(delivery)).await;
                 if let Ok(report) = &result {
                     metrics.ingested(report);
                 }
-                let _ = job.done.send(result.map_err(|e: StoreError| e.to_string()));
+                let _ = done.send(result.map_err(|e: StoreError| e.to_string()));
             }
         }
         Err(error) => {
             tracing::error!(%error, "could not store a webhook delivery");
-            for job in jobs {
-                let _ = job.done.send(Err(error.to_string()));
+            for done in waiting {
+                let _ = done.send(Err(error.to_string()));
             }
         }
     }

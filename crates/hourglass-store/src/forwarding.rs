@@ -438,10 +438,14 @@ macro_rules! define_forwarding {
                 after: Instant,
                 until: Instant,
             ) -> Result<Vec<WindowThread>, StoreError> {
+                // Number by number (business numbers are few), so that each number's
+                // closings are one range of threads_by_window_close.
                 let rows = sqlx::query(
-                    "SELECT phone_number_id, wa_id, user_id, last_customer_at FROM threads
-                      WHERE last_customer_at > $1 AND last_customer_at <= $2
-                      ORDER BY last_customer_at, id",
+                    "SELECT t.phone_number_id, t.wa_id, t.user_id, t.last_customer_at
+                       FROM business_numbers b CROSS JOIN threads t
+                      WHERE t.phone_number_id = b.phone_number_id
+                        AND t.last_customer_at > $1 AND t.last_customer_at <= $2
+                      ORDER BY t.last_customer_at, t.id",
                 )
                 .bind(after.unix_seconds())
                 .bind(until.unix_seconds())

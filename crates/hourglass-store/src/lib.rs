@@ -287,7 +287,8 @@ pub trait Forwarding: Send + Sync {
     ) -> Result<u64, StoreError>;
     /// Where the clock-driven events named `name` were last emitted up to.
     async fn clock(&self, name: &str) -> Result<Option<Instant>, StoreError>;
-    /// Threads whose latest customer message is in `(after, until]`, oldest first.
+    /// Threads (of known business numbers) whose latest customer message is in
+    /// `(after, until]`, oldest first.
     async fn threads_by_last_customer_message(
         &self,
         after: Instant,

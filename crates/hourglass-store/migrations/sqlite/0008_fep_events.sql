@@ -19,3 +19,8 @@ CREATE TABLE fep_notices (
 );
 -- Reported free entry points whose close is not reported yet, by when they close.
 CREATE INDEX fep_notices_open_by_close ON fep_notices (closes_at) WHERE opened_at IS NOT NULL AND NOT closed;
+
+-- The window clock finds closings number by number through threads_by_window_close
+-- (phone_number_id, last_customer_at, id): this index, which every customer message had
+-- to update as well, is not needed.
+DROP INDEX threads_by_last_customer_at;
