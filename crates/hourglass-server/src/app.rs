@@ -119,7 +119,7 @@ impl Application {
         let writers = if config.database_url.starts_with("sqlite://") {
             1
         } else {
-            4
+            config.ingest_writers
         };
         let ingest = IngestQueue::start(
             store.clone(),
