@@ -104,11 +104,16 @@ impl SqliteWriter {
     pub fn start(path: &str, cache: Arc<WindowCache>) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
+        // A 16 MiB page cache: at every commit SQLite walks the cache's hash table
+        // (`pcache1TruncateUnsafe`), which with 64 MiB took a fifth of the writer's time;
+        // pages it no longer holds come from the OS's cache. And a checkpoint every 8,000
+        // WAL pages, not 1,000: a page many commits rewrite is copied to the database once
+        // per checkpoint. (BENCHMARKS.md, session 4.)
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
-             PRAGMA cache_size = -65536;
+             PRAGMA cache_size = -16384;
              PRAGMA wal_autocheckpoint = 8000;",
         )?;
         let (jobs, receiver) = mpsc::channel::<Box<dyn Job>>(4 * MAX_JOBS_PER_COMMIT);
@@ -333,18 +338,24 @@ pub(crate) fn resolve_thread(
     phone_number_id: &str,
     contact: &ContactKey,
 ) -> rusqlite::Result<(i64, Option<i64>)> {
-    let found = conn
-        .prepare_cached(
-            "SELECT id, wa_id, user_id FROM (
-               SELECT 0 AS rank, id, wa_id, user_id FROM threads WHERE phone_number_id = ?1 AND wa_id = ?2
-               UNION ALL
-               SELECT 1 AS rank, id, wa_id, user_id FROM threads WHERE phone_number_id = ?1 AND user_id = ?3
-             ) AS found ORDER BY rank LIMIT 1",
-        )?
-        .query_row(params![phone_number_id, contact.wa_id, contact.user_id], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?))
-        })
-        .optional()?;
+    // Two point lookups, one per unique index. (One statement ranking the two with
+    // `UNION ALL … ORDER BY … LIMIT 1` made SQLite build and drop a temporary b-tree for
+    // every message.)
+    let mut found = None;
+    for (column, key) in [("wa_id", &contact.wa_id), ("user_id", &contact.user_id)] {
+        let Some(key) = key else { continue };
+        found = conn
+            .prepare_cached(&format!(
+                "SELECT id, wa_id, user_id FROM threads WHERE phone_number_id = ?1 AND {column} = ?2"
+            ))?
+            .query_row(params![phone_number_id, key], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<String>>(2)?))
+            })
+            .optional()?;
+        if found.is_some() {
+            break;
+        }
+    }
     let Some((id, wa_id, user_id)) = found else {
         let id = conn
             .prepare_cached("INSERT INTO threads (phone_number_id, wa_id, user_id) VALUES (?1, ?2, ?3) RETURNING id")?
