@@ -28,7 +28,7 @@ use hourglass_store::{
 
 use crate::app::AppState;
 use crate::time::now;
-use crate::window_events::{first_subscribed_at, hourglass_event, next_span};
+use crate::window_events::{hourglass_event, next_span};
 
 /// How far back a thread's latest ad message or FEP status can be and still bear on a
 /// free entry point now: the rules' own look-back.
@@ -146,12 +146,10 @@ fn forward_item(candidate: &FepCandidate, report: &FepReport) -> ForwardItem {
 }
 
 /// One pass of the FEP clock: evaluates the candidate threads at now, and reports and
-/// notes what changed while moving the cursor. Losing the compare-and-set to another
-/// process is not an error: it reported the same changes.
-pub async fn emit_due(state: &AppState) -> Result<(), StoreError> {
-    let Some(since) = first_subscribed_at(state).await? else {
-        return Ok(());
-    };
+/// notes what changed while moving the cursor. `since`: when the first subscription to
+/// these events was made. Losing the compare-and-set to another process is not an
+/// error: it reported the same changes.
+pub async fn emit_due(state: &AppState, since: Instant) -> Result<(), StoreError> {
     let forwarding = state.store().forwarding();
     let cursor = forwarding.clock(FEP_CLOCK).await?;
     let Some((_, to)) = next_span(cursor, since, now()) else {

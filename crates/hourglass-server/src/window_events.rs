@@ -172,17 +172,26 @@ pub async fn run(state: AppState) {
         if !state.forwarding().enabled() {
             continue;
         }
-        if let Err(error) = emit_due(&state, settings.window_closing_soon_seconds).await {
+        // Both kinds of clock event start from the first subscription that wants them.
+        let since = match first_subscribed_at(&state).await {
+            Ok(Some(since)) => since,
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "window events: could not read the subscriptions");
+                continue;
+            }
+        };
+        if let Err(error) = emit_due(&state, since, settings.window_closing_soon_seconds).await {
             tracing::warn!(%error, "window events: could not emit the events due");
         }
-        if let Err(error) = crate::fep_events::emit_due(&state).await {
+        if let Err(error) = crate::fep_events::emit_due(&state, since).await {
             tracing::warn!(%error, "free entry point events: could not emit the events due");
         }
     }
 }
 
 /// When the first subscription that wants window events was made; `None` while none does.
-pub(crate) async fn first_subscribed_at(
+async fn first_subscribed_at(
     state: &AppState,
 ) -> Result<Option<Instant>, hourglass_store::StoreError> {
     Ok(state
@@ -196,17 +205,15 @@ pub(crate) async fn first_subscribed_at(
         .min())
 }
 
-/// One pass of the clock: reads the cursor, finds what fell due since, and moves the
-/// cursor with the events. Losing the compare-and-set to another process is not an
-/// error: it emitted the span.
+/// One pass of the clock: reads the cursor, finds what fell due since (never before
+/// `first_subscribed_at`), and moves the cursor with the events. Losing the
+/// compare-and-set to another process is not an error: it emitted the span.
 async fn emit_due(
     state: &AppState,
+    first_subscribed_at: Instant,
     closing_soon_seconds: i64,
 ) -> Result<(), hourglass_store::StoreError> {
     let forwarding = state.store().forwarding();
-    let Some(first_subscribed_at) = first_subscribed_at(state).await? else {
-        return Ok(());
-    };
     let cursor = forwarding.clock(WINDOW_CLOCK).await?;
     let Some((from, to)) = next_span(cursor, first_subscribed_at, now()) else {
         return Ok(());

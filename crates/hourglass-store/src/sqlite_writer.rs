@@ -235,32 +235,17 @@ fn commit_loop(
             }
         };
         last_jobs = jobs.len();
-        // A lone job needs no savepoint: if it fails, the whole transaction is rolled
-        // back. A savepoint is not free: SQLite copies every page the job changes into a
-        // sub-journal so that the savepoint could be undone (a sixth of the writer's time
-        // when webhook batches commit alone).
-        if let [_] = jobs[..] {
-            let job = jobs.pop().expect("one job");
-            match job.run(&tx) {
-                Some(done) => {
-                    let result = tx.commit();
-                    last_commit = std::time::Instant::now();
-                    match result {
-                        Ok(()) => done.committed(cache),
-                        Err(error) => done.lost(error.into()),
-                    }
-                }
-                None => {
-                    if let Err(error) = tx.rollback() {
-                        tracing::error!(%error, "SQLite writer: a failed job could not be rolled back");
-                    }
-                    last_commit = std::time::Instant::now();
-                }
-            }
-            continue;
-        }
+        // A lone job needs no savepoint: if it fails, nothing ran and the whole
+        // transaction is rolled back (below). A savepoint is not free: SQLite copies every
+        // page the job changes into a sub-journal so that the savepoint could be undone
+        // (a sixth of the writer's time when webhook batches commit alone).
+        let in_savepoints = jobs.len() > 1;
         let mut ran = Vec::with_capacity(jobs.len());
         for job in jobs {
+            if !in_savepoints {
+                ran.extend(job.run(&tx));
+                continue;
+            }
             if let Err(error) = savepoint(&tx, "SAVEPOINT job") {
                 job.abandon(error.into());
                 continue;
@@ -284,6 +269,14 @@ fn commit_loop(
                     }
                 }
             }
+        }
+        if ran.is_empty() {
+            // Nothing to keep (a lone job failed, or every job did).
+            if let Err(error) = tx.rollback() {
+                tracing::error!(%error, "SQLite writer: a failed transaction could not be rolled back");
+            }
+            last_commit = std::time::Instant::now();
+            continue;
         }
         let result = tx.commit();
         last_commit = std::time::Instant::now();
