@@ -538,12 +538,16 @@ async fn bench_ingest(
             now_seconds(),
         ));
         let ceiling = start_ceiling().await?;
+        let ceiling_cpu = CpuUse::start(ceiling.child.id());
         let c = post_all(ceiling.port, bodies.clone(), concurrency).await;
+        let ceiling_cpu = ceiling_cpu.per_item_us(c.ok);
         drop(ceiling);
 
         let database = fresh_database(db, "ingest").await?;
         let server = start_hourglass(&database.url).await?;
+        let server_cpu = CpuUse::start(server.child.id());
         let h = post_all(server.port, bodies.clone(), concurrency).await;
+        let server_cpu = server_cpu.per_item_us(h.ok);
         let batches = group_commit_stats(server.port).await;
         drop(server);
         let store = hourglass_store::connect(&database.url).await?;
@@ -562,6 +566,14 @@ async fn bench_ingest(
             c.per_second(), c.percentile_ms(0.5), c.percentile_ms(0.99),
             h.per_second(), h.percentile_ms(0.5), h.percentile_ms(0.99), h.retried,
             h.per_second() / c.per_second()
+        );
+        let database_cpu = match db {
+            Db::Postgres => format!(" + PostgreSQL {:.0} us", server_cpu.1),
+            Db::Sqlite => String::new(),
+        };
+        println!(
+            "         CPU per webhook: ceiling server {:.0} us | hourglass {:.0} us{database_cpu}",
+            ceiling_cpu.0, server_cpu.0
         );
         ceiling_rates.push(c.per_second());
         ceiling_p99s.push(c.percentile_ms(0.99));
@@ -644,8 +656,15 @@ async fn seed_deliveries(
             })
             .collect();
         let t = Stopwatch::now();
-        store.ingest(&deliveries).await?;
+        store.ingest(Arc::new(deliveries)).await?;
         in_store += t.elapsed();
+    }
+    // Read while the store (and its writer thread) is still open.
+    if let Some(ticks) = thread_ticks("sqlite-writer") {
+        println!(
+            "  SQLite writer thread: {:.1} us of CPU per delivery",
+            ticks as f64 * 10_000.0 / count as f64
+        );
     }
     Ok(in_store)
 }
@@ -715,6 +734,87 @@ async fn bench_window(
         c.per_second(), c.percentile_ms(0.99), h.per_second(), h.percentile_ms(0.5), h.percentile_ms(0.99), h.per_second() / c.per_second()
     );
     Ok(())
+}
+
+/// CPU time used over a span (from `/proc`, in clock ticks of 10 ms): by one process, and
+/// by PostgreSQL's processes (every process named `postgres`). CPU time is far steadier
+/// than throughput on a shared machine, so it shows where a change saves work.
+struct CpuUse {
+    pid: u32,
+    process: u64,
+    postgres: u64,
+}
+
+impl CpuUse {
+    fn start(pid: u32) -> Self {
+        CpuUse {
+            pid,
+            process: process_ticks(pid),
+            postgres: postgres_ticks(),
+        }
+    }
+
+    /// Microseconds of CPU per item: (the process, PostgreSQL).
+    fn per_item_us(&self, items: usize) -> (f64, f64) {
+        let per = |ticks: u64| ticks as f64 * 10_000.0 / items.max(1) as f64;
+        (
+            per(process_ticks(self.pid).saturating_sub(self.process)),
+            per(postgres_ticks().saturating_sub(self.postgres)),
+        )
+    }
+}
+
+/// utime + stime of a process, in clock ticks (Linux's USER_HZ, 100 a second).
+fn process_ticks(pid: u32) -> u64 {
+    process_ticks_at(&format!("/proc/{pid}/stat"))
+}
+
+fn process_ticks_at(path: &str) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0;
+    };
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
+    field(11) + field(12)
+}
+
+/// CPU ticks of this process's thread named `name` (the first one found).
+fn thread_ticks(name: &str) -> Option<u64> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .flatten()
+        .find_map(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            (comm.trim() == name).then(|| {
+                let tid: u32 = task.file_name().to_str()?.parse().ok()?;
+                Some(process_ticks_at(&format!("/proc/self/task/{tid}/stat")))
+            })?
+        })
+}
+
+fn postgres_ticks() -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(process_ticks)
+        .sum()
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {

@@ -598,7 +598,8 @@ async fn commit_batch(store: &dyn Store, jobs: Vec<Job>, metrics: &Metrics) {
     let (deliveries, waiting): (Vec<WebhookDelivery>, Vec<_>) =
         jobs.into_iter().map(|j| (j.delivery, j.done)).unzip();
     metrics.ingest_batch(deliveries.len());
-    match store.ingest(&deliveries).await {
+    let deliveries = Arc::new(deliveries);
+    match store.ingest(deliveries.clone()).await {
         Ok(report) => {
             metrics.ingested(&report);
             // The report is for the whole batch; each request only needs to know that its
@@ -611,7 +612,7 @@ async fn commit_batch(store: &dyn Store, jobs: Vec<Job>, metrics: &Metrics) {
             // One bad delivery must not sink the others: store them one by one.
             tracing::warn!(%error, size = deliveries.len(), "batch failed; retrying its deliveries one by one");
             for (delivery, done) in deliveries.iter().zip(waiting) {
-                let result = store.ingest(std::slice::from_ref(delivery)).await;
+                let result = store.ingest(Arc::new(vec![delivery.clone()])).await;
                 if let Ok(report) = &result {
                     metrics.ingested(report);
                 }

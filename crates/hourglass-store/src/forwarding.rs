@@ -438,12 +438,16 @@ macro_rules! define_forwarding {
                 after: Instant,
                 until: Instant,
             ) -> Result<Vec<WindowThread>, StoreError> {
-                // Number by number (business numbers are few), so that each number's
-                // closings are one range of threads_by_window_close.
+                // The customer messages of the span, number by number (business numbers
+                // are few), so that each number's are one range of
+                // messages_customer_by_time; of their threads, those whose latest
+                // customer message is in the span.
                 let rows = sqlx::query(
-                    "SELECT t.phone_number_id, t.wa_id, t.user_id, t.last_customer_at
-                       FROM business_numbers b CROSS JOIN threads t
-                      WHERE t.phone_number_id = b.phone_number_id
+                    "SELECT t.phone_number_id, t.wa_id, t.user_id, t.last_customer_at FROM threads t
+                      WHERE t.id IN (SELECT m.thread_id FROM business_numbers b CROSS JOIN messages m
+                                      WHERE m.phone_number_id = b.phone_number_id
+                                        AND m.direction = 'inbound' AND m.counts_for_window AND NOT m.is_reaction
+                                        AND m.timestamp > $1 AND m.timestamp <= $2)
                         AND t.last_customer_at > $1 AND t.last_customer_at <= $2
                       ORDER BY t.last_customer_at, t.id",
                 )

@@ -8,11 +8,13 @@
 //! per-thread summaries current so that a question about now needs no replay.
 
 mod batch;
+mod contact_threads;
 mod forwarding;
 mod media;
 mod model;
 mod outbox;
 mod postgres;
+mod postgres_ingest;
 mod rate_limits;
 mod sqlite;
 mod sqlite_outbox;
@@ -57,7 +59,11 @@ pub trait Store: Send + Sync + 'static {
     /// Stores many webhook deliveries in one transaction (group commit): raw bodies,
     /// then every item, deduplicated on Meta's ids. When this returns `Ok`, all of it is
     /// durable; on `Err`, none of it is.
-    async fn ingest(&self, deliveries: &[WebhookDelivery]) -> Result<IngestReport, StoreError>;
+    /// (Shared, not borrowed: the SQLite writer thread reads them without a copy.)
+    async fn ingest(
+        &self,
+        deliveries: std::sync::Arc<Vec<WebhookDelivery>>,
+    ) -> Result<IngestReport, StoreError>;
 
     /// Records a business message Hourglass forwarded to Meta and Meta accepted.
     async fn record_outbound(&self, message: &OutboundMessage) -> Result<(), StoreError>;

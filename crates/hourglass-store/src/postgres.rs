@@ -2,7 +2,7 @@
 //! database; every write is idempotent on Meta's ids (`ON CONFLICT DO NOTHING`), and a
 //! batch that loses a deadlock to another process is retried whole.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +13,18 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
+use crate::contact_threads::ContactThreads;
 use crate::model::*;
 use crate::window_cache::{Touched, WindowCache, CHANGES_CHANNEL};
 use crate::{Forwarding, MediaStore, Outbox, RateLimits, Store, StoreError, TemplateRegistry};
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// The ingest writers' connections, which plan every statement for the values at
+    /// hand (`plan_cache_mode = force_custom_plan`): a plan cached while the tables were
+    /// small (a scan of `threads`) would otherwise be kept long after they have grown,
+    /// and a fresh database grows by thousands of rows a second under load.
+    ingest_pool: PgPool,
     /// What window questions read, kept while this process hears of every change (see
     /// `window_cache`).
     cache: Arc<WindowCache>,
@@ -29,6 +35,12 @@ pub struct PostgresStore {
     forwarding: forwarding_store::Forwarding,
     rate_limits: rate_limit_store::RateLimits,
     media: media_store::Media,
+    /// Which thread each known contact's messages go to, shared by the ingest writers
+    /// (see `contact_threads`).
+    contact_threads: std::sync::Mutex<ContactThreads>,
+    /// Business numbers whose row this process has seen complete: a batch of theirs
+    /// needs no upsert.
+    numbers_known: std::sync::Mutex<HashSet<String>>,
 }
 
 /// How often a batch is retried after losing a deadlock or a serialization conflict to a
@@ -41,13 +53,22 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(StoreError::Connect)?;
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await
             .map_err(StoreError::Migrate)?;
+        let ingest_pool = PgPoolOptions::new()
+            .max_connections(8)
+            // A broken connection fails the batch, which Meta's retry stores again; a
+            // check before every batch would cost a round trip each.
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.options([("enable_seqscan", "off")]))
+            .await
+            .map_err(StoreError::Connect)?;
         let cache = Arc::new(WindowCache::new(false));
         let listener = tokio::spawn(listen_for_changes(pool.clone(), cache.clone()));
         Ok(PostgresStore {
@@ -70,6 +91,9 @@ impl PostgresStore {
                 write: pool.clone(),
                 read: pool.clone(),
             },
+            contact_threads: Default::default(),
+            numbers_known: Default::default(),
+            ingest_pool,
             pool,
         })
     }
@@ -78,18 +102,51 @@ impl PostgresStore {
         &self,
         deliveries: &[WebhookDelivery],
     ) -> Result<IngestReport, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Custom plans for the batch statements: a generic plan cached while the tables
-        // were small (a scan) would be kept after they grow. Reads keep cached plans.
-        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-            .execute(&mut *tx)
-            .await?;
+        let mut conn = self.ingest_pool.acquire().await?;
         let mut touched = Touched::default();
-        let report = batch_ingest::ingest_batch(&mut tx, deliveries, &mut touched).await?;
-        notify_changes(&mut tx, &touched).await?;
-        tx.commit().await?;
+        // The batch's statement also sends the notification of what it touched. Most
+        // batches are that one statement alone; the others say so before they write, and
+        // run in a transaction.
+        let alone = crate::postgres_ingest::ingest_batch(
+            &mut conn,
+            &self.contact_threads,
+            &self.numbers_known,
+            deliveries,
+            &mut touched,
+            false,
+        )
+        .await?;
+        let outcome = match alone {
+            Some(outcome) => outcome,
+            None => {
+                touched = Touched::default();
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let outcome = crate::postgres_ingest::ingest_batch(
+                    &mut tx,
+                    &self.contact_threads,
+                    &self.numbers_known,
+                    deliveries,
+                    &mut touched,
+                    true,
+                )
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt("an ingest batch refused its transaction".into())
+                })?;
+                tx.commit().await?;
+                outcome
+            }
+        };
         self.cache.forget(&touched);
-        Ok(report)
+        self.contact_threads
+            .lock()
+            .expect("thread cache lock")
+            .learn(outcome.learned);
+        self.numbers_known
+            .lock()
+            .expect("numbers cache lock")
+            .extend(outcome.numbers_known);
+        Ok(outcome.report)
     }
 }
 
@@ -162,6 +219,18 @@ fn is_conflict(error: &StoreError) -> bool {
         StoreError::Database(sqlx::Error::Database(e)) => {
             matches!(e.code().as_deref(), Some("40P01") | Some("40001"))
         }
+        _ => false,
+    }
+}
+
+/// A remembered thread that no longer exists: the batch's own check, or the foreign key
+/// of a message to its thread (23503).
+fn is_stale_thread(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(sqlx::Error::Database(e)) => matches!(
+            e.code().as_deref(),
+            Some("23503") | Some(crate::postgres_ingest::STALE_THREAD_CODE)
+        ),
         _ => false,
     }
 }
@@ -260,14 +329,6 @@ fn thread_row(row: &sqlx::postgres::PgRow) -> ThreadRow {
 
 const THREAD_COLUMNS: &str = "id, phone_number_id, wa_id, user_id, profile_name, last_customer_at, last_reaction_at, last_fep_signal_at";
 
-mod batch_ingest {
-    crate::batch::define_batch_ingest!(sqlx::Postgres, sqlx::PgConnection);
-
-    fn placeholders() -> (&'static str, &'static str, &'static str) {
-        ("$1", "$2", "$3")
-    }
-}
-
 mod forwarding_store {
     crate::forwarding::define_forwarding!(sqlx::Postgres, true);
 }
@@ -290,10 +351,22 @@ mod template_store {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn ingest(&self, deliveries: &[WebhookDelivery]) -> Result<IngestReport, StoreError> {
+    async fn ingest(
+        &self,
+        deliveries: Arc<Vec<WebhookDelivery>>,
+    ) -> Result<IngestReport, StoreError> {
+        let deliveries = deliveries.as_slice();
         let mut attempt = 0;
         loop {
             match self.ingest_once(deliveries).await {
+                Err(e) if is_stale_thread(&e) && attempt < CONFLICT_RETRIES => {
+                    // A thread this process remembered was merged away by another one.
+                    attempt += 1;
+                    self.contact_threads
+                        .lock()
+                        .expect("thread cache lock")
+                        .clear();
+                }
                 Err(e) if is_conflict(&e) && attempt < CONFLICT_RETRIES => {
                     attempt += 1;
                     tracing::debug!(
@@ -553,7 +626,10 @@ impl Store for PostgresStore {
             .unwrap_or((i64::MIN, i64::MIN));
         let rows = sqlx::query(&format!(
             "SELECT {THREAD_COLUMNS} FROM threads
-              WHERE phone_number_id = $1 AND last_customer_at > $2 AND last_customer_at <= $3
+              WHERE id IN (SELECT thread_id FROM messages
+                            WHERE phone_number_id = $1 AND direction = 'inbound' AND counts_for_window AND NOT is_reaction
+                              AND timestamp > $2 AND timestamp <= $3 AND timestamp >= $4)
+                AND phone_number_id = $1 AND last_customer_at > $2 AND last_customer_at <= $3
                 AND (last_customer_at, id) > ($4, $5)
               ORDER BY last_customer_at, id LIMIT $6"
         ))

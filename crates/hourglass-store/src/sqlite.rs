@@ -128,7 +128,10 @@ mod template_store {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn ingest(&self, deliveries: &[WebhookDelivery]) -> Result<IngestReport, StoreError> {
+    async fn ingest(
+        &self,
+        deliveries: Arc<Vec<WebhookDelivery>>,
+    ) -> Result<IngestReport, StoreError> {
         self.group_writer.ingest(deliveries).await
     }
 
@@ -352,7 +355,10 @@ impl Store for SqliteStore {
             .unwrap_or((i64::MIN, i64::MIN));
         let rows = sqlx::query(&format!(
             "SELECT {THREAD_COLUMNS} FROM threads
-              WHERE phone_number_id = ?1 AND last_customer_at > ?2 AND last_customer_at <= ?3
+              WHERE id IN (SELECT thread_id FROM messages
+                            WHERE phone_number_id = ?1 AND direction = 'inbound' AND counts_for_window AND NOT is_reaction
+                              AND timestamp > ?2 AND timestamp <= ?3 AND timestamp >= ?4)
+                AND phone_number_id = ?1 AND last_customer_at > ?2 AND last_customer_at <= ?3
                 AND (last_customer_at, id) > (?4, ?5)
               ORDER BY last_customer_at, id LIMIT ?6"
         ))

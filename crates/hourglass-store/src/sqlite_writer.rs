@@ -24,6 +24,7 @@ use hourglass_core::{opens_window, EntryPoint, Instant, StatusKind};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::contact_threads::{ContactThreads, Learned};
 use crate::model::*;
 use crate::window_cache::{Touched, WindowCache};
 use crate::StoreError;
@@ -32,11 +33,20 @@ use crate::StoreError;
 /// first job in it.
 const MAX_JOBS_PER_COMMIT: usize = 512;
 
+/// What the writer thread keeps between jobs: which thread each known contact's
+/// messages go to (see `contact_threads`), and what the jobs of the open transaction
+/// taught it, learned only once that transaction commits.
+#[derive(Default)]
+pub(crate) struct WriterState {
+    threads: ContactThreads,
+    pending: Vec<Learned>,
+}
+
 /// A job with its result type erased, so jobs of every kind share one queue.
 trait Job: Send {
     /// Runs the job's statements. `None` when they failed: the job has answered its caller
     /// and its savepoint must be rolled back.
-    fn run(self: Box<Self>, conn: &Connection) -> Option<Box<dyn Ran>>;
+    fn run(self: Box<Self>, conn: &Connection, state: &mut WriterState) -> Option<Box<dyn Ran>>;
     /// The transaction could not begin: the job never ran.
     fn abandon(self: Box<Self>, error: StoreError);
 }
@@ -61,10 +71,10 @@ struct TypedRan<T> {
 impl<T, F> Job for TypedJob<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<(T, Touched), StoreError> + Send + 'static,
+    F: FnOnce(&Connection, &mut WriterState) -> Result<(T, Touched), StoreError> + Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Option<Box<dyn Ran>> {
-        match (self.work)(conn) {
+    fn run(self: Box<Self>, conn: &Connection, state: &mut WriterState) -> Option<Box<dyn Ran>> {
+        match (self.work)(conn, state) {
             Ok((value, touched)) => Some(Box::new(TypedRan {
                 value,
                 touched,
@@ -133,6 +143,17 @@ impl SqliteWriter {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<(T, Touched), StoreError> + Send + 'static,
     {
+        self.write_with_state(move |conn, _| work(conn)).await
+    }
+
+    /// [`Self::write_touching`] for work that also reads or teaches the writer's state.
+    async fn write_with_state<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut WriterState) -> Result<(T, Touched), StoreError>
+            + Send
+            + 'static,
+    {
         let (reply, receipt) = oneshot::channel();
         let stopped = || StoreError::Corrupt("the SQLite writer thread has stopped".into());
         self.jobs
@@ -152,11 +173,13 @@ impl SqliteWriter {
             .await
     }
 
-    pub async fn ingest(&self, deliveries: &[WebhookDelivery]) -> Result<IngestReport, StoreError> {
-        let deliveries = deliveries.to_vec();
-        self.write_touching(move |conn| {
+    pub async fn ingest(
+        &self,
+        deliveries: Arc<Vec<WebhookDelivery>>,
+    ) -> Result<IngestReport, StoreError> {
+        self.write_with_state(move |conn, state| {
             let mut touched = Touched::default();
-            let report = ingest_batch(conn, &deliveries, &mut touched)?;
+            let report = ingest_batch(conn, state, &deliveries, &mut touched)?;
             Ok((report, touched))
         })
         .await
@@ -165,9 +188,9 @@ impl SqliteWriter {
     /// Records a business message Meta accepted (see [`crate::Store::record_outbound`]).
     pub async fn record_outbound(&self, message: &OutboundMessage) -> Result<(), StoreError> {
         let message = message.clone();
-        self.write_touching(move |conn| {
+        self.write_with_state(move |conn, state| {
             let (thread_id, merged) =
-                resolve_thread(conn, &message.phone_number_id, &message.contact)?;
+                thread_for(conn, state, &message.phone_number_id, &message.contact)?;
             conn.prepare_cached(
                 "INSERT INTO messages (wamid, thread_id, phone_number_id, direction, type, timestamp, category,
                                        template_name, template_language, sent_via_hourglass, body)
@@ -211,6 +234,7 @@ fn commit_loop(
 ) {
     let mut last_commit = std::time::Instant::now();
     let mut last_jobs = 0;
+    let mut state = WriterState::default();
     while let Some(first) = receiver.blocking_recv() {
         let mut jobs = vec![first];
         drain(&mut receiver, &mut jobs);
@@ -242,20 +266,30 @@ fn commit_loop(
         let in_savepoints = jobs.len() > 1;
         let mut ran = Vec::with_capacity(jobs.len());
         for job in jobs {
+            // What a job teaches the state is kept only if the job's work is.
+            let mark = state.pending.len();
             if !in_savepoints {
-                ran.extend(job.run(&tx));
+                let done = job.run(&tx, &mut state);
+                if done.is_none() {
+                    state.pending.truncate(mark);
+                }
+                ran.extend(done);
                 continue;
             }
             if let Err(error) = savepoint(&tx, "SAVEPOINT job") {
                 job.abandon(error.into());
                 continue;
             }
-            match job.run(&tx) {
+            match job.run(&tx, &mut state) {
                 Some(done) => match savepoint(&tx, "RELEASE job") {
                     Ok(()) => ran.push(done),
-                    Err(error) => done.lost(error.into()),
+                    Err(error) => {
+                        state.pending.truncate(mark);
+                        done.lost(error.into())
+                    }
                 },
                 None => {
+                    state.pending.truncate(mark);
                     if let Err(error) = savepoint(&tx, "ROLLBACK TO job")
                         .and_then(|()| savepoint(&tx, "RELEASE job"))
                     {
@@ -272,6 +306,7 @@ fn commit_loop(
         }
         if ran.is_empty() {
             // Nothing to keep (a lone job failed, or every job did).
+            state.pending.clear();
             if let Err(error) = tx.rollback() {
                 tracing::error!(%error, "SQLite writer: a failed transaction could not be rolled back");
             }
@@ -282,11 +317,14 @@ fn commit_loop(
         last_commit = std::time::Instant::now();
         match result {
             Ok(()) => {
+                let learned = std::mem::take(&mut state.pending);
+                state.threads.learn(learned);
                 for done in ran {
                     done.committed(cache);
                 }
             }
             Err(error) => {
+                state.pending.clear();
                 let message = error.to_string();
                 for done in ran {
                     done.lost(StoreError::Embedded(message.clone()));
@@ -321,6 +359,35 @@ impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
         StoreError::Embedded(error.to_string())
     }
+}
+
+/// The thread of a contact: from the writer's memory when it can tell (one map lookup
+/// instead of an index search), else [`resolve_thread`], whose answer it learns once the
+/// transaction commits.
+fn thread_for(
+    conn: &Connection,
+    state: &mut WriterState,
+    phone_number_id: &str,
+    contact: &ContactKey,
+) -> rusqlite::Result<(i64, Option<i64>)> {
+    if let Some(id) = state.threads.thread_of(phone_number_id, contact) {
+        return Ok((id, None));
+    }
+    let (id, merged) = resolve_thread(conn, phone_number_id, contact)?;
+    if let Some(gone) = merged {
+        state.threads.forget(phone_number_id, gone);
+    }
+    // The keys the thread holds now (it may have learned one): a lookup by rowid.
+    let (wa_id, user_id) = conn
+        .prepare_cached("SELECT wa_id, user_id FROM threads WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    state.pending.push(Learned {
+        phone_number_id: phone_number_id.to_owned(),
+        thread_id: id,
+        wa_id,
+        user_id,
+    });
+    Ok((id, merged))
 }
 
 /// The thread of a contact, found by `wa_id` first, then `user_id`; created if absent;
@@ -427,6 +494,7 @@ fn enqueue_forward(
 /// Stores a batch of deliveries (inside the writer's transaction).
 fn ingest_batch(
     tx: &Connection,
+    state: &mut WriterState,
     deliveries: &[WebhookDelivery],
     touched: &mut Touched,
 ) -> rusqlite::Result<IngestReport> {
@@ -484,7 +552,7 @@ fn ingest_batch(
             let thread_id = match threads.get(&(number.phone_number_id.as_str(), contact)) {
                 Some(id) => *id,
                 None => {
-                    let (id, merged) = resolve_thread(tx, &number.phone_number_id, contact)?;
+                    let (id, merged) = thread_for(tx, state, &number.phone_number_id, contact)?;
                     touched.threads.insert(id);
                     touched.threads.extend(merged);
                     if let Some(gone) = merged {

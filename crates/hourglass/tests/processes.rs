@@ -605,3 +605,105 @@ async fn a_window_answer_from_one_process_sees_a_message_stored_by_another() {
     );
     drop((a, b));
 }
+
+/// A message naming a contact by `user_id` alone, or by `wa_id` alone, or by both.
+fn keyed_message(
+    message_id: &str,
+    wa_id: Option<&str>,
+    user_id: Option<&str>,
+    timestamp: i64,
+) -> SignedWebhook {
+    let mut contact = serde_json::json!({"profile": {"name": "Merged"}});
+    let mut item = serde_json::json!({
+        "id": message_id, "timestamp": timestamp.to_string(), "type": "text", "text": {"body": "hi"}
+    });
+    if let Some(w) = wa_id {
+        contact["wa_id"] = w.into();
+        item["from"] = w.into();
+    }
+    if let Some(u) = user_id {
+        contact["user_id"] = u.into();
+        item["from_user_id"] = u.into();
+    }
+    SignedWebhook::new(&serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": DISPLAY_PHONE_NUMBER, "phone_number_id": PHONE_NUMBER_ID},
+            "contacts": [contact], "messages": [item]}}]}]
+    }))
+}
+
+/// Each process remembers which thread a contact's messages go to. When another
+/// process merges that thread into another one (a message named both of the contact's
+/// keys), the next message through the first process must land in the merged thread,
+/// not in the one that is gone, and nothing may be lost on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_merged_by_another_process_is_not_written_from_memory() {
+    let admin_url = std::env::var("HOURGLASS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let dir = TempDir::new("hourglass-proc-merge");
+    let database = TempDatabase::create(&admin_url).await;
+    let client = http_client();
+    let mut a = Server::spawn("merge-a", free_port(), &database.url, Some(API_KEY), &dir.0);
+    a.wait_healthy(&client, Duration::from_secs(30)).await;
+    let mut b = Server::spawn("merge-b", free_port(), &database.url, Some(API_KEY), &dir.0);
+    b.wait_healthy(&client, Duration::from_secs(30)).await;
+
+    let (wa_id, user_id) = ("15551239999", "US.merge.1");
+    let now = unix_now();
+    let steps = [
+        // A learns the thread of the user_id (and uses what it learned once).
+        (
+            &a,
+            keyed_message("wamid.merge.1", None, Some(user_id), now - 300),
+        ),
+        (
+            &a,
+            keyed_message("wamid.merge.2", None, Some(user_id), now - 250),
+        ),
+        // B sees the phone number alone (a second thread), then both keys: B merges
+        // the user_id's thread into the phone number's.
+        (
+            &b,
+            keyed_message("wamid.merge.3", Some(wa_id), None, now - 200),
+        ),
+        (
+            &b,
+            keyed_message("wamid.merge.4", Some(wa_id), Some(user_id), now - 100),
+        ),
+        // A still remembers the thread that is gone.
+        (
+            &a,
+            keyed_message("wamid.merge.5", None, Some(user_id), now - 50),
+        ),
+    ];
+    for (server, webhook) in &steps {
+        let status = post_webhook(&client, server.port, webhook).await.unwrap();
+        assert_eq!(status, 200, "stderr:\n{}", server.stderr());
+    }
+
+    let mut conn = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    type Thread = (i64, Option<String>, Option<String>, Option<i64>);
+    let threads: Vec<Thread> =
+        sqlx::query_as("SELECT id, wa_id, user_id, last_customer_at FROM threads")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(threads.len(), 1, "one contact, one thread: {threads:?}");
+    let (thread, stored_wa_id, stored_user_id, last_customer_at) = threads[0].clone();
+    assert_eq!(stored_wa_id.as_deref(), Some(wa_id));
+    assert_eq!(stored_user_id.as_deref(), Some(user_id));
+    assert_eq!(
+        last_customer_at,
+        Some(now - 50),
+        "the last message moved its thread's window"
+    );
+    let in_thread: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE thread_id = $1")
+        .bind(thread)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(in_thread, 5, "every message is in the merged thread");
+    drop((a, b));
+}
