@@ -431,8 +431,22 @@ async fn fep_events_say_when_a_free_entry_point_opens_and_closes(db: Db) {
     let app = spawn_app_with(db, |c| c.forwarding.window_tick_ms = 100).await;
     let receiver = subscribe_to_window_events(&app).await;
     // Let the clock's first pass (in the second after the subscription's) note that
-    // nothing is known yet: what it finds later is reported whenever it happened.
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    // nothing is known yet: what it finds later is reported whenever it happened. (A
+    // fixed sleep was not enough on a loaded machine: a first pass that came after the
+    // messages only noted them.)
+    let mut waited = 0;
+    while app
+        .store
+        .forwarding()
+        .clock(hourglass_store::FEP_CLOCK)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(waited < 200, "the FEP clock made no first pass in 10 s");
+        waited += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A contact from an ad, answered within the hour; the answer was delivered 72 hours
     // less 3 seconds ago, so the free entry point closes 3 seconds from now.
