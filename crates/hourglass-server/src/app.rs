@@ -115,7 +115,7 @@ impl Application {
             }
         };
         let metrics = Arc::new(Metrics::default());
-        // SQLite has one writer, so one committer; PostgreSQL takes a few in parallel.
+        // SQLite has one writer, so one committer; PostgreSQL may take several in parallel.
         let writers = if config.database_url.starts_with("sqlite://") {
             1
         } else {

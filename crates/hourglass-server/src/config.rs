@@ -53,8 +53,10 @@ pub struct Config {
     /// How many webhook deliveries one database transaction may carry (group commit).
     pub ingest_batch_max: usize,
     /// How many transactions may store webhooks at once. SQLite always uses one. On
-    /// PostgreSQL, measured on 2 cores (BENCHMARKS.md): 4 stored more per second than 2
-    /// or 1, whose batches were larger but each row cost more.
+    /// PostgreSQL a batch is one statement, whose cost is largely per statement: measured
+    /// on 2 cores (BENCHMARKS.md, session 5), one writer carried ~30 deliveries a commit
+    /// and stored more per second, with less CPU per webhook, than 2 (~15) or 4 (~8).
+    /// More may pay where PostgreSQL has cores of its own.
     pub ingest_writers: usize,
     pub sandbox: SandboxConfig,
     pub outbox: OutboxConfig,
@@ -187,7 +189,7 @@ impl Default for Config {
             max_webhook_bytes: 4 * 1024 * 1024,
             reactions_open_window: false,
             ingest_batch_max: 512,
-            ingest_writers: 4,
+            ingest_writers: 1,
             sandbox: SandboxConfig::default(),
             outbox: OutboxConfig::default(),
             forwarding: ForwardingConfig::default(),

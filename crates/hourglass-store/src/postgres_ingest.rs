@@ -295,26 +295,29 @@ pub(crate) async fn ingest_batch(
         .bind(notification)
         .fetch_all(&mut *conn)
         .await?;
-    let mut new_deliveries: HashSet<String> = HashSet::new();
-    let mut new_messages: HashSet<String> = HashSet::new();
-    let mut new_statuses: HashSet<(String, String)> = HashSet::new();
+    // The statement names what was stored before (usually nothing: a retry of Meta's),
+    // so that an ordinary batch reads back no rows.
+    let mut old_deliveries: HashSet<String> = HashSet::new();
+    let mut old_messages: HashSet<String> = HashSet::new();
+    let mut old_statuses: HashSet<(String, String)> = HashSet::new();
     for row in rows {
         let kind: &str = row.try_get(0)?;
         let a: Option<String> = row.try_get(1)?;
         let b: Option<String> = row.try_get(2)?;
         match (kind, a, b) {
             ("d", Some(sha), _) => {
-                new_deliveries.insert(sha);
+                old_deliveries.insert(sha);
             }
             ("m", Some(wamid), _) => {
-                new_messages.insert(wamid);
+                old_messages.insert(wamid);
             }
             ("s", Some(wamid), Some(status)) => {
-                new_statuses.insert((wamid, status));
+                old_statuses.insert((wamid, status));
             }
             _ => {}
         }
     }
+    let is_new_delivery = |d: &WebhookDelivery| !old_deliveries.contains(&d.body_sha256);
 
     // 4. What the new items need beyond that.
     let report = &mut outcome.report;
@@ -325,7 +328,7 @@ pub(crate) async fn ingest_batch(
     let mut reconciled: Vec<(i64, &str, &str, i64)> = Vec::new();
     let mut opening: HashMap<i64, MayOpen> = HashMap::new();
     for d in &unique {
-        if !new_deliveries.contains(&d.body_sha256) {
+        if !is_new_delivery(d) {
             report.duplicates += d.items.len() as u64;
             continue;
         }
@@ -344,7 +347,7 @@ pub(crate) async fn ingest_batch(
                     is_reaction,
                     ..
                 } => {
-                    if !new_messages.contains(message_id) || !counted_messages.insert(message_id) {
+                    if old_messages.contains(message_id) || !counted_messages.insert(message_id) {
                         report.duplicates += 1;
                         continue;
                     }
@@ -385,7 +388,7 @@ pub(crate) async fn ingest_batch(
                         ));
                     }
                     let key = (message_id.clone(), status_name(*status).to_owned());
-                    if !new_statuses.contains(&key)
+                    if old_statuses.contains(&key)
                         || !counted_statuses.insert((message_id, status_name(*status)))
                     {
                         report.duplicates += 1;
@@ -443,10 +446,7 @@ pub(crate) async fn ingest_batch(
             .execute(&mut *conn)
             .await?;
     }
-    for d in unique
-        .iter()
-        .filter(|d| new_deliveries.contains(&d.body_sha256))
-    {
+    for d in unique.iter().filter(|d| is_new_delivery(d)) {
         for item in &d.items {
             match item {
                 // Rare, and each may depend on the one before it (a status, then the
@@ -545,7 +545,8 @@ struct StatusColumns<'a> {
 /// the statement started with; what one inserted reaches the next through `RETURNING`.
 /// So: the bodies first (`new_d`, only those not stored before), then the items of those
 /// bodies only (a stored body was stored with all its items), then what the *new* items
-/// change. The summary of a thread only ever moves forward (`GREATEST`), and the profile
+/// change. It answers with what was *not* new (`d`, `m`, `s`): usually nothing. The
+/// summary of a thread only ever moves forward (`GREATEST`), and the profile
 /// name is that of the thread's newest new message. A thread the batch names but cannot
 /// update was merged away by another process after this one remembered it: the statement
 /// fails (`hourglass_abort_stale_thread`), so that it stores nothing even when it is its
@@ -619,9 +620,10 @@ WITH new_d AS (
 ), notified AS (
     SELECT pg_notify($26, $27) WHERE $27::text IS NOT NULL
 )
-SELECT 'd' AS kind, sha256 AS a, NULL::text AS b FROM new_d
-UNION ALL SELECT 'm', wamid, NULL FROM new_m
-UNION ALL SELECT 's', wamid, status FROM new_s
+SELECT 'd' AS kind, sha256 AS a, NULL::text AS b FROM unnest($1::text[]) AS d(sha256)
+  WHERE sha256 NOT IN (SELECT sha256 FROM new_d)
+UNION ALL SELECT 'm', wamid, NULL FROM m_in WHERE wamid NOT IN (SELECT wamid FROM new_m)
+UNION ALL SELECT 's', wamid, status FROM s_in WHERE (wamid, status) NOT IN (SELECT wamid, status FROM new_s)
 UNION ALL SELECT 'gone', hourglass_abort_stale_thread(), NULL
   WHERE (SELECT count(*) FROM summary) > (SELECT count(*) FROM updated)
 UNION ALL SELECT 'n', NULL, NULL FROM notified";
