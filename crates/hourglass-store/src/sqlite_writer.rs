@@ -112,24 +112,47 @@ pub struct SqliteWriter {
 impl SqliteWriter {
     /// Opens the writer's own connection to an already-migrated database.
     pub fn start(path: &str, cache: Arc<WindowCache>) -> Result<Self, StoreError> {
+        Self::start_with(path, cache, CheckpointPolicy::default())
+    }
+
+    fn start_with(
+        path: &str,
+        cache: Arc<WindowCache>,
+        checkpoint_policy: CheckpointPolicy,
+    ) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // A 16 MiB page cache: at every commit SQLite walks the cache's hash table
         // (`pcache1TruncateUnsafe`), which with 64 MiB took a fifth of the writer's time;
-        // pages it no longer holds come from the OS's cache. And a checkpoint every 8,000
-        // WAL pages, not 1,000: a page many commits rewrite is copied to the database once
-        // per checkpoint. (BENCHMARKS.md, session 4.)
+        // pages it no longer holds come from the OS's cache. (BENCHMARKS.md, session 4.)
+        // No checkpoint on this connection: the checkpointer thread copies the WAL into
+        // the database beside it, so that the writer never stops committing to do it.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
              PRAGMA cache_size = -16384;
-             PRAGMA wal_autocheckpoint = 8000;",
+             PRAGMA wal_autocheckpoint = 0;",
         )?;
+        let checkpoints = Connection::open(path)?;
+        // A restart waits this long at most for the writer's transaction and for readers
+        // of older snapshots (each takes milliseconds), and holds new transactions back
+        // while it waits: if it cannot get in, it tries again a second later.
+        checkpoints.busy_timeout(Duration::from_millis(200))?;
+        checkpoints.execute_batch("PRAGMA synchronous = FULL;")?;
+        let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("sqlite-checkpointer".into())
+            .spawn(move || checkpoint_loop(checkpoints, nudged, checkpoint_policy))
+            .map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "could not start the SQLite checkpointer thread: {e}"
+                ))
+            })?;
         let (jobs, receiver) = mpsc::channel::<Box<dyn Job>>(4 * MAX_JOBS_PER_COMMIT);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || commit_loop(conn, receiver, &cache))
+            .spawn(move || commit_loop(conn, receiver, &cache, nudge))
             .map_err(|e| {
                 StoreError::Corrupt(format!("could not start the SQLite writer thread: {e}"))
             })?;
@@ -231,6 +254,7 @@ fn commit_loop(
     mut conn: Connection,
     mut receiver: mpsc::Receiver<Box<dyn Job>>,
     cache: &WindowCache,
+    checkpointer: std::sync::mpsc::SyncSender<()>,
 ) {
     let mut last_commit = std::time::Instant::now();
     let mut last_jobs = 0;
@@ -317,6 +341,9 @@ fn commit_loop(
         last_commit = std::time::Instant::now();
         match result {
             Ok(()) => {
+                // The WAL grew: the checkpointer may copy it (a nudge already waiting is
+                // enough).
+                let _ = checkpointer.try_send(());
                 let learned = std::mem::take(&mut state.pending);
                 state.threads.learn(learned);
                 for done in ran {
@@ -330,6 +357,59 @@ fn commit_loop(
                     done.lost(StoreError::Embedded(message.clone()));
                 }
             }
+        }
+    }
+}
+
+/// When the checkpointer copies the WAL into the database.
+#[derive(Clone, Copy, Debug)]
+struct CheckpointPolicy {
+    /// How often at most. Each copy writes a page once however many commits rewrote it
+    /// since the last, so copies far apart write less; a second under load is several
+    /// thousand WAL pages (SQLite's own default is 1,000).
+    every: Duration,
+    /// WAL pages past which the WAL starts over. Passive copies run beside the writer,
+    /// so the writer's next transaction, which is when SQLite starts the WAL over, rarely
+    /// finds it fully copied; without a restart it would keep growing. A restart waits
+    /// for the writer's current transaction and holds the next one back only while it
+    /// copies what the last passive copy left.
+    restart_at_pages: i64,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        CheckpointPolicy {
+            every: Duration::from_secs(1),
+            restart_at_pages: 32_768,
+        }
+    }
+}
+
+/// The checkpointer thread: after commits (a nudge from the writer), at most once per
+/// `policy.every`, copies the WAL into the database; stops with the writer.
+fn checkpoint_loop(
+    conn: Connection,
+    nudged: std::sync::mpsc::Receiver<()>,
+    policy: CheckpointPolicy,
+) {
+    while nudged.recv().is_ok() {
+        let started = std::time::Instant::now();
+        let checkpoint = |mode: &str| -> rusqlite::Result<(i64, i64, i64)> {
+            conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+        };
+        match checkpoint("PASSIVE") {
+            Ok((_, wal_pages, _)) if wal_pages >= policy.restart_at_pages => {
+                if let Err(error) = checkpoint("RESTART") {
+                    tracing::warn!(%error, "SQLite checkpointer: could not restart the WAL");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "SQLite checkpointer: checkpoint failed"),
+        }
+        if let Some(rest) = policy.every.checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
         }
     }
 }
@@ -768,6 +848,69 @@ mod tests {
             })
             .await
             .unwrap()
+    }
+
+    /// The writer never checkpoints; the checkpointer copies the WAL into the database
+    /// beside it, and makes the WAL start over, so the WAL stays bounded under writes.
+    #[tokio::test]
+    async fn the_checkpointer_copies_the_wal_and_keeps_it_bounded() {
+        let dir = std::env::temp_dir().join(format!("hourglass-writer-wal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("w.db");
+        let policy = CheckpointPolicy {
+            every: Duration::from_millis(5),
+            restart_at_pages: 64,
+        };
+        let writer = SqliteWriter::start_with(
+            path.to_str().unwrap(),
+            Arc::new(WindowCache::new(true)),
+            policy,
+        )
+        .unwrap();
+        writer
+            .write(|conn| Ok(conn.execute_batch("CREATE TABLE t (x BLOB)")?))
+            .await
+            .unwrap();
+        // 400 commits of a 4 KiB row each: well over a thousand WAL pages in all.
+        for _ in 0..400 {
+            writer
+                .write(|conn| Ok(conn.execute("INSERT INTO t (x) VALUES (zeroblob(4096))", [])?))
+                .await
+                .unwrap();
+        }
+        // The checkpointer copies what is left and restarts the WAL; the next commit
+        // then writes from the WAL's start.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        writer
+            .write(|conn| Ok(conn.execute("INSERT INTO t (x) VALUES (zeroblob(10))", [])?))
+            .await
+            .unwrap();
+        // Asked from a connection of its own (a checkpoint cannot run inside the
+        // writer's transaction): the WAL holds the last commit's pages alone.
+        let (_, wal_pages, _): (i64, i64, i64) = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert!(
+            wal_pages < 16,
+            "the WAL holds {wal_pages} pages: it did not start over"
+        );
+        // What the WAL held was copied into the database file.
+        let database = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            database >= 400 * 4096,
+            "the database file holds {database} bytes"
+        );
+        let rows: i64 = writer
+            .write(|conn| Ok(conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 401);
+        drop(writer);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
