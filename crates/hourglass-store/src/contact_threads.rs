@@ -17,14 +17,15 @@
 //! foreign key from `messages` to `threads` then refuses the batch, and the caller
 //! empties the cache and runs it again.
 //!
-//! Bounded: past [`MAX_ENTRIES`] contacts it starts over (about 150 bytes each).
+//! Bounded: past [`MAX_ENTRIES`] keys it starts over.
 
 use std::collections::HashMap;
 
 use crate::model::ContactKey;
 
-/// Contacts remembered at most before the cache starts over.
-pub(crate) const MAX_ENTRIES: usize = 200_000;
+/// Keys (a `wa_id` or a `user_id`) remembered at most before the cache starts over:
+/// about 100 bytes each, so some 10 MiB.
+pub(crate) const MAX_ENTRIES: usize = 100_000;
 
 /// A thread's id and the keys it holds, as committed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,40 +36,40 @@ pub(crate) struct Learned {
     pub user_id: Option<String>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum KeyKind {
-    WaId,
-    UserId,
-}
-
-/// A thread as remembered: its id and the keys it holds.
+/// A thread as remembered: its id and the `user_id` it holds.
 #[derive(Clone)]
 struct Known {
     id: i64,
     user_id: Option<String>,
 }
 
+/// One business number's contacts: by each kind of key (looked up by `&str`, so a lookup
+/// allocates nothing).
+#[derive(Default)]
+struct NumberContacts {
+    by_wa_id: HashMap<String, Known>,
+    by_user_id: HashMap<String, Known>,
+}
+
 #[derive(Default)]
 pub(crate) struct ContactThreads {
-    /// (number, kind of key, key) → the thread holding that key.
-    by_key: HashMap<(String, KeyKind, String), Known>,
+    numbers: HashMap<String, NumberContacts>,
+    entries: usize,
 }
 
 impl ContactThreads {
     /// The thread of `contact` on `phone_number_id`, if the cache can tell without the
     /// database (see the module's comment for when it can).
     pub fn thread_of(&self, phone_number_id: &str, contact: &ContactKey) -> Option<i64> {
+        let number = self.numbers.get(phone_number_id)?;
         // The same precedence as the database lookup: by `wa_id` when the message names
         // one. A `wa_id` not remembered is a miss even if the `user_id` is, because the
         // database might hold a thread for that `wa_id`, which would win.
-        let (kind, key) = match (&contact.wa_id, &contact.user_id) {
-            (Some(wa_id), _) => (KeyKind::WaId, wa_id),
-            (None, Some(user_id)) => (KeyKind::UserId, user_id),
+        let known = match (&contact.wa_id, &contact.user_id) {
+            (Some(wa_id), _) => number.by_wa_id.get(wa_id.as_str())?,
+            (None, Some(user_id)) => number.by_user_id.get(user_id.as_str())?,
             (None, None) => return None,
         };
-        let known = self
-            .by_key
-            .get(&(phone_number_id.to_owned(), kind, key.clone()))?;
         // A thread without a `user_id` learns the one the message names, and may merge
         // with the thread that holds it: the database must do that.
         if known.user_id.is_none() && contact.user_id.is_some() {
@@ -80,23 +81,19 @@ impl ContactThreads {
     /// Remembers committed threads.
     pub fn learn(&mut self, learned: impl IntoIterator<Item = Learned>) {
         for thread in learned {
-            if self.by_key.len() >= MAX_ENTRIES {
-                self.by_key.clear();
+            if self.entries >= MAX_ENTRIES {
+                self.clear();
             }
-            let value = Known {
+            let known = Known {
                 id: thread.thread_id,
                 user_id: thread.user_id.clone(),
             };
-            for (kind, key) in [
-                (KeyKind::WaId, &thread.wa_id),
-                (KeyKind::UserId, &thread.user_id),
-            ] {
-                if let Some(key) = key {
-                    self.by_key.insert(
-                        (thread.phone_number_id.clone(), kind, key.clone()),
-                        value.clone(),
-                    );
-                }
+            let number = self.numbers.entry(thread.phone_number_id).or_default();
+            if let Some(wa_id) = thread.wa_id {
+                self.entries += usize::from(number.by_wa_id.insert(wa_id, known.clone()).is_none());
+            }
+            if let Some(user_id) = thread.user_id {
+                self.entries += usize::from(number.by_user_id.insert(user_id, known).is_none());
             }
         }
     }
@@ -104,17 +101,23 @@ impl ContactThreads {
     /// Forgets a thread that is gone (merged into another) or whose keys changed.
     pub fn forget(&mut self, phone_number_id: &str, thread_id: i64) {
         // Merges are rare: a scan of the number's entries is simpler than a second index.
-        self.by_key
-            .retain(|(number, _, _), known| !(number == phone_number_id && known.id == thread_id));
+        if let Some(number) = self.numbers.get_mut(phone_number_id) {
+            for map in [&mut number.by_wa_id, &mut number.by_user_id] {
+                let before = map.len();
+                map.retain(|_, known| known.id != thread_id);
+                self.entries -= before - map.len();
+            }
+        }
     }
 
     pub fn clear(&mut self) {
-        self.by_key.clear();
+        self.numbers.clear();
+        self.entries = 0;
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.by_key.len()
+        self.entries
     }
 }
 

@@ -443,7 +443,7 @@ impl From<rusqlite::Error> for StoreError {
 
 /// The thread of a contact: from the writer's memory when it can tell (one map lookup
 /// instead of an index search), else [`resolve_thread`], whose answer it learns once the
-/// transaction commits.
+/// transaction commits (returns the thread and the one merged into it, if any).
 fn thread_for(
     conn: &Connection,
     state: &mut WriterState,
@@ -453,31 +453,29 @@ fn thread_for(
     if let Some(id) = state.threads.thread_of(phone_number_id, contact) {
         return Ok((id, None));
     }
-    let (id, merged) = resolve_thread(conn, phone_number_id, contact)?;
+    let Resolved { id, merged, keys } = resolve_thread(conn, phone_number_id, contact)?;
     if let Some(gone) = merged {
         state.threads.forget(phone_number_id, gone);
     }
-    // The keys the thread holds now (it may have learned one): a lookup by rowid.
-    let (wa_id, user_id) = conn
-        .prepare_cached("SELECT wa_id, user_id FROM threads WHERE id = ?1")?
-        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    state.pending.push(Learned {
-        phone_number_id: phone_number_id.to_owned(),
-        thread_id: id,
-        wa_id,
-        user_id,
-    });
+    if let Some((wa_id, user_id)) = keys {
+        state.pending.push(Learned {
+            phone_number_id: phone_number_id.to_owned(),
+            thread_id: id,
+            wa_id,
+            user_id,
+        });
+    }
     Ok((id, merged))
 }
 
 /// The thread of a contact, found by `wa_id` first, then `user_id`; created if absent;
 /// taught the key it lacked. Returns the thread and, when the contact's two keys had two
 /// threads that are now merged into it, the id of the one that is gone.
-pub(crate) fn resolve_thread(
+fn resolve_thread(
     conn: &Connection,
     phone_number_id: &str,
     contact: &ContactKey,
-) -> rusqlite::Result<(i64, Option<i64>)> {
+) -> rusqlite::Result<Resolved> {
     // Two point lookups, one per unique index. (One statement ranking the two with
     // `UNION ALL … ORDER BY … LIMIT 1` made SQLite build and drop a temporary b-tree for
     // every message.)
@@ -500,7 +498,11 @@ pub(crate) fn resolve_thread(
         let id = conn
             .prepare_cached("INSERT INTO threads (phone_number_id, wa_id, user_id) VALUES (?1, ?2, ?3) RETURNING id")?
             .query_row(params![phone_number_id, contact.wa_id, contact.user_id], |r| r.get(0))?;
-        return Ok((id, None));
+        return Ok(Resolved {
+            id,
+            merged: None,
+            keys: Some((contact.wa_id.clone(), contact.user_id.clone())),
+        });
     };
     // Found by phone number, but the business-scoped id already has a thread of its own
     // (the contact wrote once with each): they are one contact, so one thread.
@@ -520,6 +522,7 @@ pub(crate) fn resolve_thread(
             }
         }
     }
+    let mut learned_a_key = false;
     for (column, have, learned) in [
         ("wa_id", &wa_id, &contact.wa_id),
         ("user_id", &user_id, &contact.user_id),
@@ -530,9 +533,24 @@ pub(crate) fn resolve_thread(
                  AND NOT EXISTS (SELECT 1 FROM threads other WHERE other.phone_number_id = ?3 AND other.{column} = ?2)"
             ))?
             .execute(params![id, learned, phone_number_id])?;
+            learned_a_key = true;
         }
     }
-    Ok((id, merged))
+    Ok(Resolved {
+        id,
+        merged,
+        // A thread that merged or may have learned a key is read again next time.
+        keys: (merged.is_none() && !learned_a_key).then_some((wa_id, user_id)),
+    })
+}
+
+/// A contact's thread as [`resolve_thread`] found or made it.
+struct Resolved {
+    id: i64,
+    /// The thread merged into it, now gone.
+    merged: Option<i64>,
+    /// The keys it holds, when they are certain.
+    keys: Option<(Option<String>, Option<String>)>,
 }
 
 /// Moves thread `?2` into thread `?1`: its messages and refusals, its summary (latest of
