@@ -15,6 +15,11 @@
 //! that fails rolls back alone, and every job's caller is answered only after the commit
 //! (or told that it failed). Writes that are rare (templates, keys, subscriptions) still
 //! go through sqlx's writer connection and simply wait for the lock.
+//!
+//! Why a checkpointer thread: copying the WAL into the database is work the writer would
+//! otherwise do between commits (SQLite's autocheckpoint), holding every waiting request
+//! for as long (a tenth of the writer's time, and the slowest commits). A second
+//! connection copies beside it instead (see `CheckpointPolicy`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
