@@ -213,11 +213,16 @@ async fn listen_for_changes(pool: PgPool, cache: Arc<WindowCache>) {
 }
 
 /// Deadlock (40P01) or serialization failure (40001): another process wrote the same
-/// rows in another order; the batch can simply run again.
+/// rows in another order; or a unique violation (23505): another process stored the same
+/// delivery, message or status between the batch's check and its insert. Either way the
+/// batch can simply run again.
 fn is_conflict(error: &StoreError) -> bool {
     match error {
         StoreError::Database(sqlx::Error::Database(e)) => {
-            matches!(e.code().as_deref(), Some("40P01") | Some("40001"))
+            matches!(
+                e.code().as_deref(),
+                Some("40P01") | Some("40001") | Some("23505")
+            )
         }
         _ => false,
     }

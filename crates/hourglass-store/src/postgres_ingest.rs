@@ -150,30 +150,23 @@ pub(crate) async fn ingest_batch(
 
     // Customer messages that may open a window need the thread's latest customer message
     // before this batch, read and locked (in id order) before the summaries move.
-    let mut may_open: std::collections::BTreeMap<i64, MayOpen> = std::collections::BTreeMap::new();
-    for item in &just_items {
-        if let IngestItem::Inbound {
-            number,
-            contact,
-            timestamp,
-            window_opened: Some(opened),
-            counts_for_window: true,
-            is_reaction: false,
-            ..
-        } = item
-        {
-            may_open
-                .entry(thread_id(number, contact))
-                .or_default()
-                .push((
-                    timestamp.unix_seconds(),
-                    (number.phone_number_id.as_str(), opened),
-                ));
-        }
-    }
+    let may_open: std::collections::BTreeSet<i64> = just_items
+        .iter()
+        .filter_map(|item| match item {
+            IngestItem::Inbound {
+                number,
+                contact,
+                window_opened: Some(_),
+                counts_for_window: true,
+                is_reaction: false,
+                ..
+            } => Some(thread_id(number, contact)),
+            _ => None,
+        })
+        .collect();
     let mut previous_customer_at: HashMap<i64, Option<i64>> = HashMap::new();
     if !may_open.is_empty() {
-        let ids: Vec<i64> = may_open.keys().copied().collect();
+        let ids: Vec<i64> = may_open.into_iter().collect();
         let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
             "SELECT id, last_customer_at FROM threads WHERE id = ANY($1) ORDER BY id FOR UPDATE",
         )
@@ -543,6 +536,11 @@ struct StatusColumns<'a> {
 
 /// The batch in one statement. Data-modifying CTEs all run, each against the snapshot
 /// the statement started with; what one inserted reaches the next through `RETURNING`.
+/// Rows already stored are skipped with `NOT EXISTS`, not `ON CONFLICT DO NOTHING`: a
+/// speculative insertion costs a second WAL record per row (its confirmation), a sixth
+/// of the statement's WAL (BENCHMARKS.md, session 5). Each key appears once (`DISTINCT
+/// ON`); if another process stores the same key between the check and the insert, the
+/// statement fails on the unique index (23505) and the batch runs again, finding it.
 /// So: the bodies first (`new_d`, only those not stored before), then the items of those
 /// bodies only (a stored body was stored with all its items), then what the *new* items
 /// change. It answers with what was *not* new (`d`, `m`, `s`): usually nothing. The
@@ -554,11 +552,11 @@ struct StatusColumns<'a> {
 const STORE_BATCH: &str = "
 WITH new_d AS (
     INSERT INTO webhook_deliveries (sha256, received_at, body)
-    SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])
-    ON CONFLICT (sha256) DO NOTHING
+    SELECT d.* FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS d(sha256, received_at, body)
+     WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries w WHERE w.sha256 = d.sha256)
     RETURNING sha256
 ), m_in AS (
-    SELECT * FROM unnest($4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], $9::int8[],
+    SELECT DISTINCT ON (wamid) * FROM unnest($4::text[], $5::text[], $6::int8[], $7::text[], $8::text[], $9::int8[],
                          $10::text[], $11::bool[], $12::bool[], $13::text[], $14::text[])
         AS m(sha256, wamid, thread_id, phone_number_id, type, at, entry_point, is_reaction,
              counts_for_window, body, profile_name)
@@ -569,10 +567,10 @@ WITH new_d AS (
     SELECT wamid, thread_id, phone_number_id, 'inbound', type, at, entry_point, is_reaction,
            counts_for_window, body
       FROM m_in
-    ON CONFLICT (wamid) DO NOTHING
+     WHERE NOT EXISTS (SELECT 1 FROM messages x WHERE x.wamid = m_in.wamid)
     RETURNING wamid
 ), s_in AS (
-    SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::int8[], $19::text[],
+    SELECT DISTINCT ON (wamid, status) * FROM unnest($15::text[], $16::text[], $17::text[], $18::int8[], $19::text[],
                          $20::int8[], $21::text[], $22::text[], $23::text[], $24::int8[], $25::text[])
         AS s(sha256, wamid, status, at, category, fep_expires_at, pricing, conversation, errors,
              thread_id, phone_number_id)
@@ -580,10 +578,10 @@ WITH new_d AS (
 ), new_s AS (
     INSERT INTO statuses (wamid, status, timestamp, category, fep_expires_at, pricing, conversation, errors)
     SELECT wamid, status, at, category, fep_expires_at, pricing, conversation, errors FROM s_in
-    ON CONFLICT (wamid, status) DO NOTHING
+     WHERE NOT EXISTS (SELECT 1 FROM statuses x WHERE x.wamid = s_in.wamid AND x.status = s_in.status)
     RETURNING wamid, status
 ), s_new AS (
-    SELECT DISTINCT ON (s.wamid, s.status) s.* FROM s_in s JOIN new_s USING (wamid, status)
+    SELECT s.* FROM s_in s JOIN new_s USING (wamid, status)
 ), outbound AS (
     -- A business message sent outside Hourglass is first heard of through its statuses:
     -- they still count.
