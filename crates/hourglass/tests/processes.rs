@@ -561,20 +561,39 @@ async fn window_open(client: &reqwest::Client, port: u16, wa_id: &str) -> bool {
         .unwrap_or_else(|| panic!("not a window answer: {answer}"))
 }
 
+/// Two `hourglass serve` processes, `a` and `b`, on one fresh PostgreSQL database (with
+/// the directory of their logs). Bind them in this order: the servers stop first.
+async fn two_processes(tag: &str) -> (TempDir, TempDatabase, reqwest::Client, Server, Server) {
+    let admin_url = std::env::var("HOURGLASS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let dir = TempDir::new(&format!("hourglass-proc-{tag}"));
+    let database = TempDatabase::create(&admin_url).await;
+    let client = http_client();
+    let mut a = Server::spawn(
+        &format!("{tag}-a"),
+        free_port(),
+        &database.url,
+        Some(API_KEY),
+        &dir.0,
+    );
+    a.wait_healthy(&client, Duration::from_secs(30)).await;
+    let mut b = Server::spawn(
+        &format!("{tag}-b"),
+        free_port(),
+        &database.url,
+        Some(API_KEY),
+        &dir.0,
+    );
+    b.wait_healthy(&client, Duration::from_secs(30)).await;
+    (dir, database, client, a, b)
+}
+
 /// Each process keeps window answers in memory; a message stored through one process
 /// must reach the other's answers (PostgreSQL's NOTIFY, sent at commit), not be hidden
 /// behind what it remembered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_answer_from_one_process_sees_a_message_stored_by_another() {
-    let admin_url = std::env::var("HOURGLASS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let dir = TempDir::new("hourglass-proc-cache");
-    let database = TempDatabase::create(&admin_url).await;
-    let client = http_client();
-    let mut a = Server::spawn("cache-a", free_port(), &database.url, Some(API_KEY), &dir.0);
-    a.wait_healthy(&client, Duration::from_secs(30)).await;
-    let mut b = Server::spawn("cache-b", free_port(), &database.url, Some(API_KEY), &dir.0);
-    b.wait_healthy(&client, Duration::from_secs(30)).await;
+    let (_dir, _database, client, a, b) = two_processes("cache").await;
 
     let wa_id = "15551230001";
     let now = unix_now();
@@ -640,15 +659,7 @@ fn keyed_message(
 /// not in the one that is gone, and nothing may be lost on the way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thread_merged_by_another_process_is_not_written_from_memory() {
-    let admin_url = std::env::var("HOURGLASS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let dir = TempDir::new("hourglass-proc-merge");
-    let database = TempDatabase::create(&admin_url).await;
-    let client = http_client();
-    let mut a = Server::spawn("merge-a", free_port(), &database.url, Some(API_KEY), &dir.0);
-    a.wait_healthy(&client, Duration::from_secs(30)).await;
-    let mut b = Server::spawn("merge-b", free_port(), &database.url, Some(API_KEY), &dir.0);
-    b.wait_healthy(&client, Duration::from_secs(30)).await;
+    let (_dir, database, client, a, b) = two_processes("merge").await;
 
     let (wa_id, user_id) = ("15551239999", "US.merge.1");
     let now = unix_now();
