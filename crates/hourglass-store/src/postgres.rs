@@ -1,6 +1,7 @@
 //! The scale-out store: PostgreSQL. Several `hourglass serve` processes may share one
-//! database; every write is idempotent on Meta's ids (`ON CONFLICT DO NOTHING`), and a
-//! batch that loses a deadlock to another process is retried whole.
+//! database; every write is idempotent on Meta's ids (rows already stored are skipped),
+//! and a batch that loses a deadlock, or a race to store the same row, to another
+//! process is retried whole.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,10 +21,11 @@ use crate::{Forwarding, MediaStore, Outbox, RateLimits, Store, StoreError, Templ
 
 pub struct PostgresStore {
     pool: PgPool,
-    /// The ingest writers' connections, which plan every statement for the values at
-    /// hand (`plan_cache_mode = force_custom_plan`): a plan cached while the tables were
-    /// small (a scan of `threads`) would otherwise be kept long after they have grown,
-    /// and a fresh database grows by thousands of rows a second under load.
+    /// The ingest writers' connections, which plan without sequential scans
+    /// (`enable_seqscan = off`): their statements touch a handful of rows by key, and a
+    /// plan cached while the tables were small (a scan of `threads`) would otherwise be
+    /// kept long after they have grown; a fresh database grows by thousands of rows a
+    /// second under load, faster than PostgreSQL's statistics follow.
     ingest_pool: PgPool,
     /// What window questions read, kept while this process hears of every change (see
     /// `window_cache`).

@@ -41,7 +41,9 @@ pub(crate) struct BatchOutcome {
 /// nothing; the batch runs again with an empty cache.
 pub(crate) const STALE_THREAD_CODE: &str = "HG001";
 
-/// Stores a batch inside the caller's transaction; what it changed goes to `touched`.
+/// Stores a batch; what it changed goes to `touched`. With `in_transaction` false it runs
+/// only a batch that is the one statement alone (PostgreSQL commits it by itself) and
+/// answers `None`, having written nothing, for one that needs the caller's transaction.
 pub(crate) async fn ingest_batch(
     conn: &mut PgConnection,
     threads_cache: &std::sync::Mutex<ContactThreads>,
