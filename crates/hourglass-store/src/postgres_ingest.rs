@@ -7,10 +7,10 @@
 //!    the contacts it cannot answer, one search and at most one insert;
 //! 2. **one statement** that stores the raw bodies, then (only for bodies not stored
 //!    before) the customer messages and the statuses, the business messages those
-//!    statuses reveal, the threads' summary columns, and the notification that tells
-//!    every process's window cache;
+//!    statuses reveal, the outbox rows those statuses confirm, the threads' summary
+//!    columns, and the notification that tells every process's window cache;
 //! 3. rarely, the items that need more: forwards to subscribed apps, media to download,
-//!    outbox rows a status confirms, template changes, items kept raw.
+//!    template changes, items kept raw.
 //!
 //! Every statement has a fixed text (arrays in, `unnest` inside), so each connection
 //! prepares it once and PostgreSQL plans it from its cache.
@@ -241,9 +241,11 @@ pub(crate) async fn ingest_batch(
             pricing,
             conversation,
             errors,
+            outbox_id,
             ..
         } = item
         {
+            s.outbox_id.push(*outbox_id);
             s.sha.push(*sha);
             s.wamid.push(message_id.as_str());
             s.status.push(status_name(*status));
@@ -288,6 +290,7 @@ pub(crate) async fn ingest_batch(
         .bind(&s.number)
         .bind(CHANGES_CHANNEL)
         .bind(notification)
+        .bind(&s.outbox_id)
         .fetch_all(&mut *conn)
         .await?;
     // The statement names what was stored before (usually nothing: a retry of Meta's),
@@ -320,7 +323,6 @@ pub(crate) async fn ingest_batch(
     let mut counted_statuses: HashSet<(&str, &str)> = HashSet::new();
     let mut forwards: Vec<(&str, &crate::ForwardItem)> = Vec::new();
     let mut new_media: Vec<(&str, &str, &crate::MediaRef)> = Vec::new();
-    let mut reconciled: Vec<(i64, &str, &str, i64)> = Vec::new();
     let mut opening: HashMap<i64, MayOpen> = HashMap::new();
     for d in &unique {
         if !is_new_delivery(d) {
@@ -369,19 +371,9 @@ pub(crate) async fn ingest_batch(
                     number,
                     message_id,
                     status,
-                    timestamp,
                     forward,
-                    outbox_id,
                     ..
                 } => {
-                    if let Some(id) = outbox_id {
-                        reconciled.push((
-                            *id,
-                            message_id,
-                            &number.phone_number_id,
-                            timestamp.unix_seconds(),
-                        ));
-                    }
                     let key = (message_id.clone(), status_name(*status).to_owned());
                     if old_statuses.contains(&key)
                         || !counted_statuses.insert((message_id, status_name(*status)))
@@ -429,18 +421,6 @@ pub(crate) async fn ingest_batch(
             .execute(&mut *conn)
             .await?;
     }
-    // Outbox messages whose statuses say Meta accepted them (see `outbox`).
-    reconciled.sort();
-    reconciled.dedup_by_key(|r| r.0);
-    for (id, wamid, number, at) in reconciled {
-        sqlx::query(crate::outbox::RECONCILE_FROM_STATUS)
-            .bind(id)
-            .bind(wamid)
-            .bind(number)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-    }
     for d in unique.iter().filter(|d| is_new_delivery(d)) {
         for item in &d.items {
             match item {
@@ -477,9 +457,7 @@ fn needs_more_than_the_statement(item: &IngestItem) -> bool {
             media,
             ..
         } => forward.is_some() || window_opened.is_some() || media.is_some(),
-        IngestItem::Status {
-            forward, outbox_id, ..
-        } => forward.is_some() || outbox_id.is_some(),
+        IngestItem::Status { forward, .. } => forward.is_some(),
         IngestItem::TemplateChange(_) | IngestItem::Unprocessed { .. } => true,
     }
 }
@@ -534,6 +512,7 @@ struct StatusColumns<'a> {
     errors: Vec<Option<&'a str>>,
     thread: Vec<i64>,
     number: Vec<&'a str>,
+    outbox_id: Vec<Option<i64>>,
 }
 
 /// The batch in one statement. Data-modifying CTEs all run, each against the snapshot
@@ -597,6 +576,24 @@ WITH new_d AS (
       delivered_at = CASE
         WHEN excluded.delivered_at IS NULL THEN messages.delivered_at
         ELSE LEAST(COALESCE(messages.delivered_at, excluded.delivered_at), excluded.delivered_at) END
+    RETURNING 1
+), reconciled AS (
+    -- Outbox messages whose statuses say Meta accepted them (see `outbox`): each once,
+    -- by its first status (the same change as `outbox::RECONCILE_FROM_STATUS`, for
+    -- many rows at once).
+    UPDATE outbox SET
+      wamid = r.wamid,
+      finished_at = COALESCE(outbox.finished_at, r.at),
+      state = CASE WHEN outbox.state IN ('queued', 'sending') THEN 'sent' ELSE outbox.state END,
+      lease_until = NULL, error_code = NULL, error_message = NULL
+      FROM (SELECT DISTINCT ON (outbox_id) outbox_id, wamid, phone_number_id, at
+              FROM unnest($15::text[], $16::text[], $18::int8[], $25::text[], $28::int8[])
+                AS s(sha256, wamid, at, phone_number_id, outbox_id)
+             WHERE outbox_id IS NOT NULL AND sha256 IN (SELECT sha256 FROM new_d)
+             ORDER BY outbox_id, wamid, phone_number_id, at) AS r
+     WHERE outbox.id = r.outbox_id AND outbox.phone_number_id = r.phone_number_id
+       AND (outbox.wamid IS NULL OR outbox.wamid = r.wamid)
+       AND outbox.state IN ('queued', 'sending', 'sent')
     RETURNING 1
 ), summary AS (
     SELECT thread_id,

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::on_both_databases;
+use hourglass_meta::send::{build_status_webhook, StatusParams};
 
 const CONTACT: &str = "16505551234";
 
@@ -153,3 +154,58 @@ async fn a_queued_free_form_message_whose_window_closed_before_its_turn_is_refus
 on_both_databases!(
     a_queued_free_form_message_whose_window_closed_before_its_turn_is_refused_not_sent
 );
+
+/// A process that sent a message and died before recording Meta's answer leaves the row
+/// unfinished; the status webhooks Meta sends for it carry the row's callback data, and
+/// they finish it, so it is never sent a second time. Both statuses arrive in one webhook,
+/// as Meta batches them, and the row takes the first one's instant.
+async fn a_status_carrying_the_outbox_callback_finishes_the_row_without_a_send(db: Db) {
+    let app = spawn_app_with(db, |c| c.outbox.wait_ms = 300).await;
+    let t = now();
+    app.customer_writes(CONTACT, "wamid.IN1", t - 60, false)
+        .await;
+    // Due in an hour, so the outbox does not send it during the test.
+    let (code, queued) =
+        send_with_key(&app, None, &json!({"text": "shipped", "send_at": t + 3600})).await;
+    assert_eq!(code, 202, "{queued}");
+    let outbox_id = queued["message"]["outbox_id"].as_i64().unwrap();
+    let callback = format!("hourglass-outbox:{outbox_id}");
+    let status = |status: &str, at: i64| {
+        build_status_webhook(&StatusParams {
+            waba_id: WABA,
+            phone_number_id: NUMBER,
+            display_phone_number: DISPLAY,
+            message_id: "wamid.OUT-answer-lost",
+            recipient_wa_id: CONTACT,
+            recipient_user_id: None,
+            status,
+            timestamp: at,
+            conversation: None,
+            biz_opaque_callback_data: Some(&callback),
+            pricing: None,
+        })
+    };
+    let mut payload = status("sent", t - 5);
+    let delivered = status("delivered", t - 3);
+    payload["entry"][0]["changes"][0]["value"]["statuses"]
+        .as_array_mut()
+        .unwrap()
+        .push(delivered["entry"][0]["changes"][0]["value"]["statuses"][0].clone());
+    let response = app.post_webhook(&payload).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+
+    let (code, row) = app
+        .get(&format!("/v1/numbers/{NUMBER}/outbox/{outbox_id}"))
+        .await;
+    assert_eq!(code, 200, "{row}");
+    assert_eq!(row["state"], "sent", "{row}");
+    assert_eq!(row["meta_message_id"], "wamid.OUT-answer-lost", "{row}");
+    let finished = hourglass_server::time::parse_instant(row["finished_at"].as_str().unwrap())
+        .unwrap()
+        .unix_seconds();
+    assert_eq!(finished, t - 5, "finished by the first status: {row}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(app.meta.calls().is_empty(), "never sent again");
+    app.cleanup().await;
+}
+on_both_databases!(a_status_carrying_the_outbox_callback_finishes_the_row_without_a_send);
