@@ -422,14 +422,24 @@ impl TestApp {
             let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
                 .await
                 .unwrap();
-            let _ = sqlx::query(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-            ))
-            .execute(&mut conn)
-            .await;
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-                .execute(&mut conn)
-                .await;
+            // The server under test still runs (its task lives as long as the test
+            // binary), and its pool and change listener reconnect: a drop that finds a
+            // connection back is tried again, so that no database is left behind.
+            let mut dropped = Err(String::new());
+            for _ in 0..20 {
+                dropped = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                if dropped.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            if let Err(error) = dropped {
+                eprintln!("could not drop the test database {name}: {error}");
+            }
         }
     }
 }
