@@ -45,6 +45,26 @@ const MAX_JOBS_PER_COMMIT: usize = 512;
 pub(crate) struct WriterState {
     threads: ContactThreads,
     pending: Vec<Learned>,
+    /// Threads the open transaction merged away. One of them may have been made or read
+    /// earlier in the same transaction, so be in `pending`: it is not learned. (A job
+    /// rolled back may leave an id here; that only costs a lookup.)
+    merged_away: Vec<i64>,
+}
+
+impl WriterState {
+    /// The open transaction committed: what it taught is true now.
+    fn committed(&mut self) {
+        let gone = std::mem::take(&mut self.merged_away);
+        let learned = std::mem::take(&mut self.pending);
+        self.threads
+            .learn(learned.into_iter().filter(|l| !gone.contains(&l.thread_id)));
+    }
+
+    /// The open transaction was rolled back or failed: it taught nothing.
+    fn rolled_back(&mut self) {
+        self.pending.clear();
+        self.merged_away.clear();
+    }
 }
 
 /// A job with its result type erased, so jobs of every kind share one queue.
@@ -335,7 +355,7 @@ fn commit_loop(
         }
         if ran.is_empty() {
             // Nothing to keep (a lone job failed, or every job did).
-            state.pending.clear();
+            state.rolled_back();
             if let Err(error) = tx.rollback() {
                 tracing::error!(%error, "SQLite writer: a failed transaction could not be rolled back");
             }
@@ -349,14 +369,13 @@ fn commit_loop(
                 // The WAL grew: the checkpointer may copy it (a nudge already waiting is
                 // enough).
                 let _ = checkpointer.try_send(());
-                let learned = std::mem::take(&mut state.pending);
-                state.threads.learn(learned);
+                state.committed();
                 for done in ran {
                     done.committed(cache);
                 }
             }
             Err(error) => {
-                state.pending.clear();
+                state.rolled_back();
                 let message = error.to_string();
                 for done in ran {
                     done.lost(StoreError::Embedded(message.clone()));
@@ -461,6 +480,7 @@ fn thread_for(
     let Resolved { id, merged, keys } = resolve_thread(conn, phone_number_id, contact)?;
     if let Some(gone) = merged {
         state.threads.forget(phone_number_id, gone);
+        state.merged_away.push(gone);
     }
     if let Some((wa_id, user_id)) = keys {
         state.pending.push(Learned {

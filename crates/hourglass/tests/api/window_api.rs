@@ -1,7 +1,7 @@
 //! The `/v1` window answers: shape, `at`, lookups by wa_id or user_id, keys and scopes,
 //! and the fleet view of windows about to close.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 use crate::on_both_databases;
@@ -358,3 +358,74 @@ async fn a_contact_seen_by_phone_number_and_by_user_id_separately_becomes_one_th
     app.cleanup().await;
 }
 on_both_databases!(a_contact_seen_by_phone_number_and_by_user_id_separately_becomes_one_thread);
+
+/// The same joining, but the thread known only by the user id is made and merged away
+/// within one webhook (so within one commit): the contact's next message, by user id
+/// alone, still goes to the one thread that is left.
+async fn a_thread_made_and_merged_within_one_webhook_is_not_remembered(db: Db) {
+    let app = spawn_app(db).await;
+    let now = now();
+    let value = |id: &str, wa_id: Option<&str>, user_id: Option<&str>, at: i64| {
+        let mut contact = json!({"profile": {"name": "Split"}});
+        let mut item =
+            json!({"id": id, "timestamp": at.to_string(), "type": "text", "text": {"body": "hi"}});
+        if let Some(w) = wa_id {
+            contact["wa_id"] = json!(w);
+            item["from"] = json!(w);
+        }
+        if let Some(u) = user_id {
+            contact["user_id"] = json!(u);
+            item["from_user_id"] = json!(u);
+        }
+        json!({"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": DISPLAY, "phone_number_id": NUMBER},
+            "contacts": [contact], "messages": [item]}})
+    };
+    let webhook = |changes: Vec<Value>| json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": changes}]});
+    let post = |payload: Value| {
+        let app = &app;
+        async move {
+            let response = app.post_webhook(&payload).await;
+            let status = response.status();
+            assert_eq!(status, 200, "{}", response.text().await.unwrap());
+        }
+    };
+    post(webhook(vec![value(
+        "wamid.j.1",
+        Some("15550008888"),
+        None,
+        now - 300,
+    )]))
+    .await;
+    post(webhook(vec![
+        value("wamid.j.2", None, Some("US.888"), now - 200),
+        value("wamid.j.3", Some("15550008888"), Some("US.888"), now - 150),
+    ]))
+    .await;
+    assert_eq!(
+        app.counts().await.threads,
+        1,
+        "the second message joined them"
+    );
+    post(webhook(vec![value(
+        "wamid.j.4",
+        None,
+        Some("US.888"),
+        now - 100,
+    )]))
+    .await;
+    assert_eq!(app.counts().await.threads, 1);
+    let (_, messages) = app
+        .get(&format!(
+            "/v1/numbers/{NUMBER}/contacts/15550008888/messages"
+        ))
+        .await;
+    assert_eq!(
+        messages["messages"].as_array().unwrap().len(),
+        4,
+        "{messages}"
+    );
+    app.cleanup().await;
+}
+on_both_databases!(a_thread_made_and_merged_within_one_webhook_is_not_remembered);
