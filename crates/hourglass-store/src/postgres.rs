@@ -140,10 +140,15 @@ impl PostgresStore {
             }
         };
         self.cache.forget(&touched);
-        self.contact_threads
-            .lock()
-            .expect("thread cache lock")
-            .learn(outcome.learned);
+        {
+            let mut contact_threads = self.contact_threads.lock().expect("thread cache lock");
+            // Another batch of this process may have remembered a thread this one merged
+            // away: forgotten here, its next batch does not fail on it and start over.
+            for (phone_number_id, gone) in &outcome.merged_away {
+                contact_threads.forget(phone_number_id, *gone);
+            }
+            contact_threads.learn(outcome.learned);
+        }
         self.numbers_known
             .lock()
             .expect("numbers cache lock")

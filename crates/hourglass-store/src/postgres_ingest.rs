@@ -33,6 +33,8 @@ use crate::StoreError;
 pub(crate) struct BatchOutcome {
     pub report: IngestReport,
     pub learned: Vec<Learned>,
+    /// Threads the batch merged away (number, thread): to forget once it commits.
+    pub merged_away: Vec<(String, i64)>,
     pub numbers_known: Vec<String>,
 }
 
@@ -142,7 +144,7 @@ pub(crate) async fn ingest_batch(
     }
 
     for (number, keys) in &misses {
-        for (key, id) in resolve_threads(conn, number, keys, touched, &mut outcome.learned).await? {
+        for (key, id) in resolve_threads(conn, number, keys, touched, &mut outcome).await? {
             resolved.insert((number.clone(), key), id);
         }
     }
@@ -626,14 +628,15 @@ UNION ALL SELECT 'gone', hourglass_abort_stale_thread(), NULL
 UNION ALL SELECT 'n', NULL, NULL FROM notified";
 
 /// Finds the threads of `keys` (creating those that do not exist) and returns the thread
-/// id of each key; every thread it saw (merged ones included) is added to `touched`, and
-/// those whose keys it read to `learned`.
+/// id of each key; every thread it saw (merged ones included) is added to `touched`,
+/// those whose keys it read to the outcome's `learned`, and those it merged away to its
+/// `merged_away`.
 async fn resolve_threads(
     conn: &mut PgConnection,
     phone_number_id: &str,
     keys: &[ContactKey],
     touched: &mut Touched,
-    learned: &mut Vec<Learned>,
+    outcome: &mut BatchOutcome,
 ) -> Result<HashMap<ContactKey, i64>, StoreError> {
     let mut threads = select_threads(conn, phone_number_id, keys).await?;
     let missing: Vec<&ContactKey> = keys
@@ -720,8 +723,13 @@ async fn resolve_threads(
         }
     }
     touched.threads.extend(threads.iter().map(|t| t.id));
+    outcome.merged_away.extend(
+        merged
+            .keys()
+            .map(|gone| (phone_number_id.to_owned(), *gone)),
+    );
     // Remembered as read: a thread that merged or learned a key is read again next time.
-    learned.extend(
+    outcome.learned.extend(
         threads
             .iter()
             .filter(|t| {
