@@ -1,6 +1,6 @@
 //! The planning of a batch of deliveries that does not depend on the database: which
 //! contacts it names, which thread a contact key resolves to among those read, which new
-//! customer messages open a window, and how two threads of one contact merge. (SQLite
+//! customer messages open a window. (SQLite
 //! applies a batch row by row on its writer thread, `sqlite_writer`; PostgreSQL in a few
 //! set-based statements, `postgres_ingest`.)
 
@@ -73,28 +73,6 @@ pub(crate) fn windows_opened<T>(previous: Option<i64>, mut candidates: Vec<(i64,
         latest = Some(latest.map_or(at, |l| l.max(at)));
     }
     opened
-}
-
-/// Moves thread `p2` into thread `p1` (messages, refusals, the latest of each summary
-/// instant) and deletes it, with what the FEP clock noted about it: the merged thread is
-/// evaluated again when the clock next finds it.
-pub(crate) fn merge_threads_sql(p1: &str, p2: &str) -> [String; 5] {
-    [
-        format!("DELETE FROM fep_notices WHERE thread_id = {p2} AND thread_id <> {p1}"),
-        format!("UPDATE messages SET thread_id = {p1} WHERE thread_id = {p2}"),
-        format!("UPDATE refusals SET thread_id = {p1} WHERE thread_id = {p2}"),
-        format!(
-            "UPDATE threads SET
-               last_customer_at = GREATEST(threads.last_customer_at, gone.c),
-               last_reaction_at = GREATEST(threads.last_reaction_at, gone.r),
-               last_fep_signal_at = GREATEST(threads.last_fep_signal_at, gone.f),
-               profile_name = COALESCE(threads.profile_name, gone.p)
-             FROM (SELECT last_customer_at AS c, last_reaction_at AS r, last_fep_signal_at AS f, profile_name AS p
-                     FROM threads WHERE id = {p2}) AS gone
-             WHERE threads.id = {p1}"
-        ),
-        format!("DELETE FROM threads WHERE id = {p2}"),
-    ]
 }
 
 #[cfg(test)]

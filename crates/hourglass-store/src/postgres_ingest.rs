@@ -19,9 +19,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{PgConnection, Row};
 
-use crate::batch::{
-    contacts_by_number, match_thread, merge_threads_sql, windows_opened, ThreadKeys,
-};
+use crate::batch::{contacts_by_number, match_thread, windows_opened, ThreadKeys};
 use crate::contact_threads::{ContactThreads, Learned};
 use crate::model::*;
 use crate::window_cache::{Touched, CHANGES_CHANNEL};
@@ -687,8 +685,8 @@ async fn resolve_threads(
                 })
                 .map(|t| t.id);
             if let Some(gone) = other {
-                for sql in merge_threads_sql("$1", "$2") {
-                    sqlx::query(&sql)
+                for sql in MERGE_THREADS_POSTGRES {
+                    sqlx::query(sql)
                         .bind(thread.id)
                         .bind(gone)
                         .execute(&mut *conn)
@@ -746,6 +744,25 @@ async fn resolve_threads(
     );
     Ok(resolved)
 }
+
+/// Moves thread `$2` into thread `$1` (messages, refusals, the latest of each summary
+/// instant) and deletes it, with what the FEP clock noted about it: the merged thread is
+/// evaluated again when the clock next finds it. (SQLite's twin, without `GREATEST`, is
+/// `MERGE_THREADS_SQLITE` in `sqlite_writer`.)
+const MERGE_THREADS_POSTGRES: [&str; 5] = [
+    "DELETE FROM fep_notices WHERE thread_id = $2 AND thread_id <> $1",
+    "UPDATE messages SET thread_id = $1 WHERE thread_id = $2",
+    "UPDATE refusals SET thread_id = $1 WHERE thread_id = $2",
+    "UPDATE threads SET
+       last_customer_at = GREATEST(threads.last_customer_at, gone.c),
+       last_reaction_at = GREATEST(threads.last_reaction_at, gone.r),
+       last_fep_signal_at = GREATEST(threads.last_fep_signal_at, gone.f),
+       profile_name = COALESCE(threads.profile_name, gone.p)
+     FROM (SELECT last_customer_at AS c, last_reaction_at AS r, last_fep_signal_at AS f, profile_name AS p
+             FROM threads WHERE id = $2) AS gone
+     WHERE threads.id = $1",
+    "DELETE FROM threads WHERE id = $2",
+];
 
 /// The threads holding any of `keys`: one index search per key, each key column given
 /// as one array (a fixed text, prepared once).
