@@ -663,7 +663,7 @@ async fn seed_deliveries(
     if let Some(ticks) = thread_ticks("sqlite-writer") {
         println!(
             "  SQLite writer thread: {:.1} us of CPU per delivery",
-            ticks as f64 * 10_000.0 / count as f64
+            ticks_us(ticks) / count as f64
         );
     }
     Ok(in_store)
@@ -756,7 +756,7 @@ impl CpuUse {
 
     /// Microseconds of CPU per item: (the process, PostgreSQL).
     fn per_item_us(&self, items: usize) -> (f64, f64) {
-        let per = |ticks: u64| ticks as f64 * 10_000.0 / items.max(1) as f64;
+        let per = |ticks: u64| ticks_us(ticks) / items.max(1) as f64;
         (
             per(process_ticks(self.pid).saturating_sub(self.process)),
             per(postgres_ticks().saturating_sub(self.postgres)),
@@ -764,7 +764,12 @@ impl CpuUse {
     }
 }
 
-/// utime + stime of a process, in clock ticks (Linux's USER_HZ, 100 a second).
+/// Clock ticks (Linux's USER_HZ, 100 a second) in microseconds.
+fn ticks_us(ticks: u64) -> f64 {
+    ticks as f64 * 10_000.0
+}
+
+/// utime + stime of a process, in clock ticks.
 fn process_ticks(pid: u32) -> u64 {
     process_ticks_at(&format!("/proc/{pid}/stat"))
 }
@@ -795,10 +800,8 @@ fn thread_ticks(name: &str) -> Option<u64> {
         .flatten()
         .find_map(|task| {
             let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-            (comm.trim() == name).then(|| {
-                let tid: u32 = task.file_name().to_str()?.parse().ok()?;
-                Some(process_ticks_at(&format!("/proc/self/task/{tid}/stat")))
-            })?
+            (comm.trim() == name)
+                .then(|| process_ticks_at(&task.path().join("stat").to_string_lossy()))
         })
 }
 
