@@ -290,25 +290,36 @@ async fn meta_verifies_the_webhook_subscription_with_the_configured_token(db: Db
 }
 on_both_databases!(meta_verifies_the_webhook_subscription_with_the_configured_token);
 
+/// A `messages` change with one customer text that names its contact by `wa_id`, by
+/// `user_id`, or by both.
+fn keyed_change(id: &str, wa_id: Option<&str>, user_id: Option<&str>, at: i64) -> Value {
+    let mut contact = json!({"profile": {"name": "Split"}});
+    let mut item =
+        json!({"id": id, "timestamp": at.to_string(), "type": "text", "text": {"body": "hi"}});
+    if let Some(w) = wa_id {
+        contact["wa_id"] = json!(w);
+        item["from"] = json!(w);
+    }
+    if let Some(u) = user_id {
+        contact["user_id"] = json!(u);
+        item["from_user_id"] = json!(u);
+    }
+    json!({"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": DISPLAY, "phone_number_id": NUMBER},
+        "contacts": [contact], "messages": [item]}})
+}
+
+/// One webhook carrying `changes`.
+fn webhook_of(changes: Vec<Value>) -> Value {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": changes}]})
+}
+
 async fn a_contact_seen_by_phone_number_and_by_user_id_separately_becomes_one_thread(db: Db) {
     let app = spawn_app(db).await;
     let now = now();
     let message = |id: &str, wa_id: Option<&str>, user_id: Option<&str>, at: i64| {
-        let mut contact = json!({"profile": {"name": "Split"}});
-        let mut item =
-            json!({"id": id, "timestamp": at.to_string(), "type": "text", "text": {"body": "hi"}});
-        if let Some(w) = wa_id {
-            contact["wa_id"] = json!(w);
-            item["from"] = json!(w);
-        }
-        if let Some(u) = user_id {
-            contact["user_id"] = json!(u);
-            item["from_user_id"] = json!(u);
-        }
-        json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": DISPLAY, "phone_number_id": NUMBER},
-            "contacts": [contact], "messages": [item]}}]}]})
+        webhook_of(vec![keyed_change(id, wa_id, user_id, at)])
     };
     assert_eq!(
         app.post_webhook(&message("wamid.m.1", Some("15550009999"), None, now - 300))
@@ -365,55 +376,37 @@ on_both_databases!(a_contact_seen_by_phone_number_and_by_user_id_separately_beco
 async fn a_thread_made_and_merged_within_one_webhook_is_not_remembered(db: Db) {
     let app = spawn_app(db).await;
     let now = now();
-    let value = |id: &str, wa_id: Option<&str>, user_id: Option<&str>, at: i64| {
-        let mut contact = json!({"profile": {"name": "Split"}});
-        let mut item =
-            json!({"id": id, "timestamp": at.to_string(), "type": "text", "text": {"body": "hi"}});
-        if let Some(w) = wa_id {
-            contact["wa_id"] = json!(w);
-            item["from"] = json!(w);
-        }
-        if let Some(u) = user_id {
-            contact["user_id"] = json!(u);
-            item["from_user_id"] = json!(u);
-        }
-        json!({"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": DISPLAY, "phone_number_id": NUMBER},
-            "contacts": [contact], "messages": [item]}})
-    };
-    let webhook = |changes: Vec<Value>| json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": changes}]});
-    let post = |payload: Value| {
+    let post = |changes: Vec<Value>| {
         let app = &app;
         async move {
-            let response = app.post_webhook(&payload).await;
+            let response = app.post_webhook(&webhook_of(changes)).await;
             let status = response.status();
             assert_eq!(status, 200, "{}", response.text().await.unwrap());
         }
     };
-    post(webhook(vec![value(
+    post(vec![keyed_change(
         "wamid.j.1",
         Some("15550008888"),
         None,
         now - 300,
-    )]))
+    )])
     .await;
-    post(webhook(vec![
-        value("wamid.j.2", None, Some("US.888"), now - 200),
-        value("wamid.j.3", Some("15550008888"), Some("US.888"), now - 150),
-    ]))
+    post(vec![
+        keyed_change("wamid.j.2", None, Some("US.888"), now - 200),
+        keyed_change("wamid.j.3", Some("15550008888"), Some("US.888"), now - 150),
+    ])
     .await;
     assert_eq!(
         app.counts().await.threads,
         1,
         "the second message joined them"
     );
-    post(webhook(vec![value(
+    post(vec![keyed_change(
         "wamid.j.4",
         None,
         Some("US.888"),
         now - 100,
-    )]))
+    )])
     .await;
     assert_eq!(app.counts().await.threads, 1);
     let (_, messages) = app
