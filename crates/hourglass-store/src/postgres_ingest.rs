@@ -245,7 +245,6 @@ pub(crate) async fn ingest_batch(
             ..
         } = item
         {
-            s.outbox_id.push(*outbox_id);
             s.sha.push(*sha);
             s.wamid.push(message_id.as_str());
             s.status.push(status_name(*status));
@@ -258,6 +257,7 @@ pub(crate) async fn ingest_batch(
             s.errors.push(errors.as_deref());
             s.thread.push(thread_id(number, contact));
             s.number.push(number.phone_number_id.as_str());
+            s.outbox_id.push(*outbox_id);
             touched.numbers.insert(number.phone_number_id.clone());
         }
     }
@@ -374,9 +374,11 @@ pub(crate) async fn ingest_batch(
                     forward,
                     ..
                 } => {
-                    let key = (message_id.clone(), status_name(*status).to_owned());
-                    if old_statuses.contains(&key)
-                        || !counted_statuses.insert((message_id, status_name(*status)))
+                    // Stored before: rare (a retry of Meta's), so only then is a key built.
+                    let stored_before = !old_statuses.is_empty()
+                        && old_statuses
+                            .contains(&(message_id.clone(), status_name(*status).to_owned()));
+                    if stored_before || !counted_statuses.insert((message_id, status_name(*status)))
                     {
                         report.duplicates += 1;
                         continue;
