@@ -530,24 +530,34 @@ struct RawEntry {
     changes: Vec<Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(expecting = "a change object with `field` and `value`")]
-struct RawChange {
-    field: String,
-    value: Value,
-}
-
 fn parse_change(change: Value) -> Change {
-    let RawChange { field, value } = match serde_json::from_value::<RawChange>(change.clone()) {
-        Ok(raw) => raw,
-        Err(error) => {
+    // Taken apart in place: a copy of the change (every item in it) cost a tenth of
+    // parsing a webhook.
+    let (field, value) = match change {
+        Value::Object(mut object)
+            if object.get("field").is_some_and(Value::is_string)
+                && object.contains_key("value") =>
+        {
+            let field = match object.remove("field") {
+                Some(Value::String(field)) => field,
+                _ => String::new(),
+            };
+            (field, object.remove("value").unwrap_or_default())
+        }
+        change => {
+            let reason = match change.get("field") {
+                _ if !change.is_object() => "a change must be an object with `field` and `value`",
+                Some(Value::String(_)) => "a change needs `value`",
+                Some(_) => "a change's `field` must be a string",
+                None => "a change needs `field` (a string)",
+            };
             return Change {
                 field: string_at(&change, &["field"]).unwrap_or_default(),
                 value: ChangeValue::Unparsed {
-                    reason: error.to_string(),
+                    reason: reason.to_owned(),
                 },
                 raw: change,
-            }
+            };
         }
     };
     let parsed = match field.as_str() {
@@ -1078,6 +1088,32 @@ mod tests {
             matches!(&parsed.value, ChangeValue::Unparsed { reason } if reason.contains("field"))
         );
         assert_eq!(parsed.raw, change);
+    }
+
+    #[test]
+    fn a_change_of_any_other_shape_is_unparsed_and_kept_whole_beside_good_ones() {
+        let good = json!({"field": "messages", "value": {"metadata": metadata()}});
+        let cases = [
+            (json!({"field": "messages"}), "messages", "`value`"),
+            (json!({"field": 7, "value": {}}), "", "string"),
+            (json!("messages"), "", "object"),
+        ];
+        for (change, field, said) in cases {
+            let body = json!({"object": "o", "entry": [{"id": "1", "changes": [change.clone(), good.clone()]}]});
+            let webhook = parse_webhook(body.to_string().as_bytes()).unwrap();
+            let [parsed, next] = &webhook.entries[0].changes[..] else {
+                panic!("expected two changes");
+            };
+            assert_eq!(parsed.field, field, "{change}");
+            assert!(
+                matches!(&parsed.value, ChangeValue::Unparsed { reason } if reason.contains(said)),
+                "{change}: {:?}",
+                parsed.value
+            );
+            assert_eq!(parsed.raw, change);
+            assert!(matches!(next.value, ChangeValue::Messages(_)), "{change}");
+            assert_eq!(next.raw, good["value"]);
+        }
     }
 
     #[test]

@@ -3,12 +3,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant as Stopwatch;
 
 use anyhow::Context;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use hourglass_core::RuleSettings;
@@ -20,6 +17,7 @@ use crate::forwarding::ForwardingSwitch;
 use crate::ingest::IngestQueue;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxWorker;
+use crate::request_log::LogRequestsLayer;
 use crate::time::Calendars;
 use crate::upstream::{GraphApi, Sandbox, Upstream};
 use crate::{api, cloud_api, media, send_api, subscriptions, templates, webhook};
@@ -260,24 +258,8 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
-        .layer(middleware::from_fn(log_requests))
+        .layer(LogRequestsLayer)
         .with_state(state)
-}
-
-/// The one place requests are logged: errors at warn, the rest at debug.
-async fn log_requests(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let started = Stopwatch::now();
-    let response = next.run(request).await;
-    let status = response.status();
-    let micros = started.elapsed().as_micros() as u64;
-    if status.is_server_error() {
-        tracing::warn!(%method, %path, status = status.as_u16(), micros, "request failed");
-    } else {
-        tracing::debug!(%method, %path, status = status.as_u16(), micros, "request");
-    }
-    response
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod media;
 pub mod metrics;
 pub mod outbox;
+pub mod request_log;
 pub mod sandbox;
 pub mod send_api;
 pub mod subscriptions;
