@@ -315,6 +315,17 @@ fn webhook_of(changes: Vec<Value>) -> Value {
     json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": changes}]})
 }
 
+/// The messages `/v1/…/contacts/{contact}/messages` lists.
+async fn listed_messages(app: &TestApp, contact: &str) -> Vec<Value> {
+    let (_, body) = app
+        .get(&format!("/v1/numbers/{NUMBER}/contacts/{contact}/messages"))
+        .await;
+    body["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("no `messages` list: {body}"))
+}
+
 async fn a_contact_seen_by_phone_number_and_by_user_id_separately_becomes_one_thread(db: Db) {
     let app = spawn_app(db).await;
     let now = now();
@@ -358,14 +369,8 @@ async fn a_contact_seen_by_phone_number_and_by_user_id_separately_becomes_one_th
     let (_, by_user) = app.window("US.999", None).await;
     assert_eq!(by_phone["contact"], by_user["contact"]);
     assert_eq!(by_user["contact"]["wa_id"], "15550009999");
-    let (_, messages) = app
-        .get(&format!("/v1/numbers/{NUMBER}/contacts/US.999/messages"))
-        .await;
-    assert_eq!(
-        messages["messages"].as_array().unwrap().len(),
-        3,
-        "{messages}"
-    );
+    let messages = listed_messages(&app, "US.999").await;
+    assert_eq!(messages.len(), 3, "{messages:?}");
     app.cleanup().await;
 }
 on_both_databases!(a_contact_seen_by_phone_number_and_by_user_id_separately_becomes_one_thread);
@@ -409,16 +414,8 @@ async fn a_thread_made_and_merged_within_one_webhook_is_not_remembered(db: Db) {
     )])
     .await;
     assert_eq!(app.counts().await.threads, 1);
-    let (_, messages) = app
-        .get(&format!(
-            "/v1/numbers/{NUMBER}/contacts/15550008888/messages"
-        ))
-        .await;
-    assert_eq!(
-        messages["messages"].as_array().unwrap().len(),
-        4,
-        "{messages}"
-    );
+    let messages = listed_messages(&app, "15550008888").await;
+    assert_eq!(messages.len(), 4, "{messages:?}");
     app.cleanup().await;
 }
 on_both_databases!(a_thread_made_and_merged_within_one_webhook_is_not_remembered);
