@@ -536,10 +536,21 @@ pub enum IngestError {
 /// Each writer task takes whatever deliveries are waiting (up to `max_batch`), stores
 /// them in one transaction, and only then answers each waiting request. Under load this
 /// turns one fsync per webhook into one per batch; with no load, a lone delivery is
-/// committed at once.
+/// committed at once. A store that gathers deliveries itself (SQLite's writer thread)
+/// gets each request's delivery directly: a batching task between them would only add a
+/// hand-off, during which the writer waits for work.
 #[derive(Clone)]
 pub struct IngestQueue {
-    sender: mpsc::Sender<Job>,
+    route: Route,
+}
+
+#[derive(Clone)]
+enum Route {
+    Batched(mpsc::Sender<Job>),
+    Direct {
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    },
 }
 
 impl IngestQueue {
@@ -549,6 +560,11 @@ impl IngestQueue {
         writers: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
+        if store.gathers_deliveries() {
+            return IngestQueue {
+                route: Route::Direct { store, metrics },
+            };
+        }
         let (sender, receiver) = mpsc::channel::<Job>(max_batch.max(1) * 4);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..writers.max(1) {
@@ -575,20 +591,34 @@ impl IngestQueue {
                 }
             });
         }
-        IngestQueue { sender }
+        IngestQueue {
+            route: Route::Batched(sender),
+        }
     }
 
     /// Stores one delivery; returns once it is committed (or has failed).
     pub async fn submit(&self, delivery: WebhookDelivery) -> Result<IngestReport, IngestError> {
-        let (done, receipt) = oneshot::channel();
-        self.sender
-            .send(Job { delivery, done })
-            .await
-            .map_err(|_| IngestError::Closed)?;
-        receipt
-            .await
-            .map_err(|_| IngestError::Closed)?
-            .map_err(IngestError::Store)
+        match &self.route {
+            Route::Batched(sender) => {
+                let (done, receipt) = oneshot::channel();
+                sender
+                    .send(Job { delivery, done })
+                    .await
+                    .map_err(|_| IngestError::Closed)?;
+                receipt
+                    .await
+                    .map_err(|_| IngestError::Closed)?
+                    .map_err(IngestError::Store)
+            }
+            Route::Direct { store, metrics } => {
+                let report = store
+                    .ingest(Arc::new(vec![delivery]))
+                    .await
+                    .map_err(|e| IngestError::Store(e.to_string()))?;
+                metrics.ingested(&report);
+                Ok(report)
+            }
+        }
     }
 }
 

@@ -86,8 +86,13 @@ impl Metrics {
         self.window_queries.fetch_add(1, Relaxed);
     }
 
-    /// The Prometheus text exposition of every counter.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition of every counter, with the group commits of a store
+    /// that gathers deliveries itself ([`hourglass_store::Store::group_commit_counts`]).
+    pub fn render(&self, store_group_commits: (u64, u64)) -> String {
+        let (commits, deliveries) = store_group_commits;
+        let ingest_batches = AtomicU64::new(self.ingest_batches.load(Relaxed) + commits);
+        let ingest_batch_deliveries =
+            AtomicU64::new(self.ingest_batch_deliveries.load(Relaxed) + deliveries);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, samples: &[(&str, &AtomicU64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -110,12 +115,12 @@ impl Metrics {
         counter(
             "hourglass_ingest_batches_total",
             "Database transactions that stored webhook deliveries (group commits).",
-            &[("", &self.ingest_batches)],
+            &[("", &ingest_batches)],
         );
         counter(
             "hourglass_ingest_batch_deliveries_total",
             "Webhook deliveries carried by those transactions.",
-            &[("", &self.ingest_batch_deliveries)],
+            &[("", &ingest_batch_deliveries)],
         );
         counter(
             "hourglass_items_stored_total",

@@ -65,6 +65,19 @@ pub trait Store: Send + Sync + 'static {
         deliveries: std::sync::Arc<Vec<WebhookDelivery>>,
     ) -> Result<IngestReport, StoreError>;
 
+    /// Whether [`Store::ingest`] gathers the deliveries of concurrent calls into shared
+    /// commits by itself (SQLite's writer thread does), so that each webhook request may
+    /// hand over its own delivery; otherwise the caller batches them.
+    fn gathers_deliveries(&self) -> bool {
+        false
+    }
+
+    /// For a store that gathers deliveries: how many commits stored them, and how many
+    /// deliveries those commits carried.
+    fn group_commit_counts(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
     /// Records a business message Hourglass forwarded to Meta and Meta accepted.
     async fn record_outbound(&self, message: &OutboundMessage) -> Result<(), StoreError>;
 

@@ -1,5 +1,8 @@
-//! The embedded default: SQLite in WAL mode, `synchronous=FULL` (an acknowledged webhook
-//! survives power loss), one writer connection and a pool of readers.
+//! The embedded default: SQLite in WAL mode, where an acknowledged write survives power
+//! loss: sqlx's connections commit with `synchronous=FULL`, and the writer thread's
+//! commits are answered only once its syncer has made the WAL durable
+//! (`sqlite_writer`). One sqlx writer connection for the rare writes, and a pool of
+//! readers.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -133,6 +136,14 @@ impl Store for SqliteStore {
         deliveries: Arc<Vec<WebhookDelivery>>,
     ) -> Result<IngestReport, StoreError> {
         self.group_writer.ingest(deliveries).await
+    }
+
+    fn gathers_deliveries(&self) -> bool {
+        true
+    }
+
+    fn group_commit_counts(&self) -> (u64, u64) {
+        self.group_writer.group_commit_counts()
     }
 
     async fn record_outbound(&self, message: &OutboundMessage) -> Result<(), StoreError> {

@@ -20,6 +20,17 @@
 //! otherwise do between commits (SQLite's autocheckpoint), holding every waiting request
 //! for as long (a tenth of the writer's time, and the slowest commits). A second
 //! connection copies beside it instead (see `CheckpointPolicy`).
+//!
+//! Why a syncer thread: waiting for the disk to take a commit (the WAL's `fdatasync`)
+//! was about a third of the writer's time, during which the jobs that had arrived
+//! waited too. The writer commits with `synchronous = NORMAL`, which writes the WAL but
+//! does not wait for the disk, and hands the commit's jobs to the syncer thread; the
+//! syncer calls `fdatasync` on the WAL (once for every commit written since its last)
+//! and only then answers them, while the writer already runs the next transaction. So
+//! nothing is acknowledged before it is on disk, as with `synchronous = FULL`. Readers
+//! may see a commit a moment before it is durable; if the machine loses power in that
+//! moment, the commit is lost, but none of its writers was told it succeeded (Meta
+//! retries an unacknowledged webhook). (BENCHMARKS.md, session 8.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,17 +80,35 @@ impl WriterState {
 
 /// A job with its result type erased, so jobs of every kind share one queue.
 trait Job: Send {
-    /// Runs the job's statements. `None` when they failed: the job has answered its caller
-    /// and its savepoint must be rolled back.
-    fn run(self: Box<Self>, conn: &Connection, state: &mut WriterState) -> Option<Box<dyn Ran>>;
+    /// Runs the job's statements. Unless they all succeeded, what they changed must be
+    /// rolled back (see [`Outcome`]).
+    fn run(self: Box<Self>, conn: &Connection, state: &mut WriterState) -> Outcome;
     /// The transaction could not begin: the job never ran.
     fn abandon(self: Box<Self>, error: StoreError);
+    /// Whether this is webhook deliveries to store, which the writer runs together (see
+    /// [`IngestGroup`]).
+    fn into_ingest(self: Box<Self>) -> Result<IngestJob, Box<dyn Job>>;
+}
+
+/// What running a job came to.
+enum Outcome {
+    /// Its statements ran; it waits for the commit.
+    Ran(Box<dyn Ran>),
+    /// They failed, and the job has told its caller.
+    Failed,
+    /// A group of jobs failed as a whole: each is to run again on its own, so that one
+    /// bad job does not sink the others.
+    Split(Vec<Box<dyn Job>>),
 }
 
 /// A job whose statements ran, waiting for the commit.
 trait Ran: Send {
     fn committed(self: Box<Self>, cache: &WindowCache);
     fn lost(self: Box<Self>, error: StoreError);
+    /// How many webhook deliveries it stored (for the group-commit counts).
+    fn deliveries(&self) -> usize {
+        0
+    }
 }
 
 struct TypedJob<T, F> {
@@ -98,22 +127,26 @@ where
     T: Send + 'static,
     F: FnOnce(&Connection, &mut WriterState) -> Result<(T, Touched), StoreError> + Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection, state: &mut WriterState) -> Option<Box<dyn Ran>> {
+    fn run(self: Box<Self>, conn: &Connection, state: &mut WriterState) -> Outcome {
         match (self.work)(conn, state) {
-            Ok((value, touched)) => Some(Box::new(TypedRan {
+            Ok((value, touched)) => Outcome::Ran(Box::new(TypedRan {
                 value,
                 touched,
                 reply: self.reply,
             })),
             Err(error) => {
                 let _ = self.reply.send(Err(error));
-                None
+                Outcome::Failed
             }
         }
     }
 
     fn abandon(self: Box<Self>, error: StoreError) {
         let _ = self.reply.send(Err(error));
+    }
+
+    fn into_ingest(self: Box<Self>) -> Result<IngestJob, Box<dyn Job>> {
+        Err(self)
     }
 }
 
@@ -128,22 +161,148 @@ impl<T: Send + 'static> Ran for TypedRan<T> {
     }
 }
 
+/// Webhook deliveries to store, and whom to tell.
+pub(crate) struct IngestJob {
+    deliveries: Arc<Vec<WebhookDelivery>>,
+    reply: oneshot::Sender<Result<IngestReport, StoreError>>,
+}
+
+impl Job for IngestJob {
+    fn run(self: Box<Self>, conn: &Connection, state: &mut WriterState) -> Outcome {
+        Box::new(IngestGroup(vec![*self])).run(conn, state)
+    }
+
+    fn abandon(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+
+    fn into_ingest(self: Box<Self>) -> Result<IngestJob, Box<dyn Job>> {
+        Ok(*self)
+    }
+}
+
+/// Every ingest job of one commit, run as one job: each webhook request submits its own
+/// delivery, and running them one savepoint each would make SQLite copy every page they
+/// change into a sub-journal (a sixth of the writer's time when it was measured). They
+/// run together instead; in the rare case that they fail, they run again one by one.
+struct IngestGroup(Vec<IngestJob>);
+
+impl Job for IngestGroup {
+    fn run(self: Box<Self>, conn: &Connection, state: &mut WriterState) -> Outcome {
+        let mut touched = Touched::default();
+        let groups: Vec<&[WebhookDelivery]> =
+            self.0.iter().map(|job| job.deliveries.as_slice()).collect();
+        let deliveries = groups.iter().map(|g| g.len()).sum();
+        let result = ingest_batch(conn, state, &groups, &mut touched);
+        drop(groups);
+        match result {
+            Ok(reports) => Outcome::Ran(Box::new(IngestedGroup {
+                replies: self
+                    .0
+                    .into_iter()
+                    .map(|job| job.reply)
+                    .zip(reports)
+                    .collect(),
+                deliveries,
+                touched,
+            })),
+            Err(error) if self.0.len() > 1 => {
+                tracing::warn!(%error, jobs = self.0.len(), "SQLite writer: webhook deliveries failed together; storing them one by one");
+                Outcome::Split(
+                    self.0
+                        .into_iter()
+                        .map(|job| Box::new(job) as Box<dyn Job>)
+                        .collect(),
+                )
+            }
+            Err(error) => {
+                let error = StoreError::from(error);
+                for job in self.0 {
+                    let _ = job.reply.send(Err(StoreError::Embedded(error.to_string())));
+                }
+                Outcome::Failed
+            }
+        }
+    }
+
+    fn abandon(self: Box<Self>, error: StoreError) {
+        for job in self.0 {
+            let _ = job.reply.send(Err(StoreError::Embedded(error.to_string())));
+        }
+    }
+
+    fn into_ingest(self: Box<Self>) -> Result<IngestJob, Box<dyn Job>> {
+        Err(self)
+    }
+}
+
+struct IngestedGroup {
+    replies: Vec<(
+        oneshot::Sender<Result<IngestReport, StoreError>>,
+        IngestReport,
+    )>,
+    deliveries: usize,
+    touched: Touched,
+}
+
+impl Ran for IngestedGroup {
+    fn committed(self: Box<Self>, cache: &WindowCache) {
+        cache.forget(&self.touched);
+        for (reply, report) in self.replies {
+            let _ = reply.send(Ok(report));
+        }
+    }
+
+    fn lost(self: Box<Self>, error: StoreError) {
+        for (reply, _) in self.replies {
+            let _ = reply.send(Err(StoreError::Embedded(error.to_string())));
+        }
+    }
+
+    fn deliveries(&self) -> usize {
+        self.deliveries
+    }
+}
+
+/// How many commits stored webhook deliveries, and how many deliveries they carried.
+#[derive(Debug, Default)]
+pub struct GroupCommitCounts {
+    commits: std::sync::atomic::AtomicU64,
+    deliveries: std::sync::atomic::AtomicU64,
+}
+
+impl GroupCommitCounts {
+    fn add(&self, deliveries: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.commits.fetch_add(1, Relaxed);
+        self.deliveries.fetch_add(deliveries as u64, Relaxed);
+    }
+
+    /// (commits, deliveries).
+    pub fn read(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.commits.load(Relaxed), self.deliveries.load(Relaxed))
+    }
+}
+
 /// A handle to the writer thread. Dropping every handle stops the thread.
 #[derive(Clone)]
 pub struct SqliteWriter {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    counts: Arc<GroupCommitCounts>,
 }
 
 impl SqliteWriter {
     /// Opens the writer's own connection to an already-migrated database.
     pub fn start(path: &str, cache: Arc<WindowCache>) -> Result<Self, StoreError> {
-        Self::start_with(path, cache, CheckpointPolicy::default())
+        Self::start_with(path, cache, CheckpointPolicy::default(), wal_syncer(path))
     }
 
     fn start_with(
         path: &str,
         cache: Arc<WindowCache>,
         checkpoint_policy: CheckpointPolicy,
+        sync_wal: impl FnMut() -> std::io::Result<()> + Send + 'static,
     ) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
@@ -152,9 +311,12 @@ impl SqliteWriter {
         // pages it no longer holds come from the OS's cache. (BENCHMARKS.md, session 4.)
         // No checkpoint on this connection: the checkpointer thread copies the WAL into
         // the database beside it, so that the writer never stops committing to do it.
+        // `synchronous = NORMAL`: a commit writes the WAL without waiting for the disk;
+        // the syncer thread then makes it durable before anyone is answered (see the
+        // module's documentation).
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
+             PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
              PRAGMA cache_size = -16384;
              PRAGMA wal_autocheckpoint = 0;",
@@ -175,13 +337,27 @@ impl SqliteWriter {
                 ))
             })?;
         let (jobs, receiver) = mpsc::channel::<Box<dyn Job>>(4 * MAX_JOBS_PER_COMMIT);
+        let (synced, commits) = std::sync::mpsc::channel::<Vec<Box<dyn Ran>>>();
+        std::thread::Builder::new()
+            .name("sqlite-syncer".into())
+            .spawn(move || sync_loop(commits, sync_wal, &cache))
+            .map_err(|e| {
+                StoreError::Corrupt(format!("could not start the SQLite syncer thread: {e}"))
+            })?;
+        let counts = Arc::new(GroupCommitCounts::default());
+        let counted = counts.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || commit_loop(conn, receiver, &cache, nudge))
+            .spawn(move || commit_loop(conn, receiver, synced, nudge, &counted))
             .map_err(|e| {
                 StoreError::Corrupt(format!("could not start the SQLite writer thread: {e}"))
             })?;
-        Ok(SqliteWriter { jobs })
+        Ok(SqliteWriter { jobs, counts })
+    }
+
+    /// How many commits stored webhook deliveries, and how many they carried.
+    pub fn group_commit_counts(&self) -> (u64, u64) {
+        self.counts.read()
     }
 
     /// Runs `work` on the writer thread inside the next commit; answers once it is
@@ -202,12 +378,18 @@ impl SqliteWriter {
             + Send
             + 'static,
     {
+        self.submit(|reply| Box::new(TypedJob { work, reply }))
+            .await
+    }
+
+    /// Queues the job `job` makes with the sender of its answer, and waits for the answer.
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Box<dyn Job>,
+    ) -> Result<T, StoreError> {
         let (reply, receipt) = oneshot::channel();
         let stopped = || StoreError::Corrupt("the SQLite writer thread has stopped".into());
-        self.jobs
-            .send(Box::new(TypedJob { work, reply }))
-            .await
-            .map_err(|_| stopped())?;
+        self.jobs.send(job(reply)).await.map_err(|_| stopped())?;
         receipt.await.map_err(|_| stopped())?
     }
 
@@ -221,16 +403,14 @@ impl SqliteWriter {
             .await
     }
 
+    /// Stores webhook deliveries in the next commit, together with every other request's
+    /// deliveries waiting for it: callers need not batch them.
     pub async fn ingest(
         &self,
         deliveries: Arc<Vec<WebhookDelivery>>,
     ) -> Result<IngestReport, StoreError> {
-        self.write_with_state(move |conn, state| {
-            let mut touched = Touched::default();
-            let report = ingest_batch(conn, state, &deliveries, &mut touched)?;
-            Ok((report, touched))
-        })
-        .await
+        self.submit(|reply| Box::new(IngestJob { deliveries, reply }))
+            .await
     }
 
     /// Records a business message Meta accepted (see [`crate::Store::record_outbound`]).
@@ -274,29 +454,43 @@ impl SqliteWriter {
 }
 
 /// The writer thread: takes every job waiting (up to [`MAX_JOBS_PER_COMMIT`]), runs each
-/// in a savepoint of one transaction, commits, then answers them all.
+/// in a savepoint of one transaction (webhook deliveries all in one, see
+/// [`IngestGroup`]), commits, then answers them all.
 fn commit_loop(
     mut conn: Connection,
     mut receiver: mpsc::Receiver<Box<dyn Job>>,
-    cache: &WindowCache,
+    synced: std::sync::mpsc::Sender<Vec<Box<dyn Ran>>>,
     checkpointer: std::sync::mpsc::SyncSender<()>,
+    counts: &GroupCommitCounts,
 ) {
     let mut last_commit = std::time::Instant::now();
     let mut last_jobs = 0;
     let mut state = WriterState::default();
-    while let Some(first) = receiver.blocking_recv() {
-        let mut jobs = vec![first];
-        drain(&mut receiver, &mut jobs);
-        // Under load from several producers (the last commit just ended and carried more
-        // than one job), more jobs are on their way: a short wait lets one commit carry
-        // them, instead of one commit (and fsync) per handful. An idle writer, or one fed
-        // by a single producer that waits for each commit (webhook batches alone), commits
-        // at once.
-        if jobs.len() < MAX_JOBS_PER_COMMIT && last_jobs > 1 && last_commit.elapsed() < BUSY_WITHIN
-        {
-            std::thread::sleep(GATHER_FOR);
+    // The jobs of a group that failed as a whole, to run again each on its own.
+    let mut again: Vec<Box<dyn Job>> = Vec::new();
+    loop {
+        let jobs = if again.is_empty() {
+            let Some(first) = receiver.blocking_recv() else {
+                break;
+            };
+            let mut jobs = vec![first];
             drain(&mut receiver, &mut jobs);
-        }
+            // Under load from several producers (the last commit just ended and carried
+            // more than one job), more jobs are on their way: a short wait lets one commit
+            // carry them, instead of one commit (and fsync) per handful. An idle writer,
+            // or one fed by a single producer that waits for each commit, commits at once.
+            if jobs.len() < MAX_JOBS_PER_COMMIT
+                && last_jobs > 1
+                && last_commit.elapsed() < BUSY_WITHIN
+            {
+                std::thread::sleep(GATHER_FOR);
+                drain(&mut receiver, &mut jobs);
+            }
+            last_jobs = jobs.len();
+            group_ingests(jobs)
+        } else {
+            std::mem::take(&mut again)
+        };
         let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(error) => {
@@ -307,51 +501,65 @@ fn commit_loop(
                 continue;
             }
         };
-        last_jobs = jobs.len();
         // A lone job needs no savepoint: if it fails, nothing ran and the whole
         // transaction is rolled back (below). A savepoint is not free: SQLite copies every
         // page the job changes into a sub-journal so that the savepoint could be undone
-        // (a sixth of the writer's time when webhook batches commit alone).
+        // (a sixth of the writer's time when webhook batches committed alone).
         let in_savepoints = jobs.len() > 1;
-        let mut ran = Vec::with_capacity(jobs.len());
-        for job in jobs {
+        let mut queue = std::collections::VecDeque::from(jobs);
+        let mut ran = Vec::with_capacity(queue.len());
+        while let Some(job) = queue.pop_front() {
             // What a job teaches the state is kept only if the job's work is.
             let mark = state.pending.len();
             if !in_savepoints {
-                let done = job.run(&tx, &mut state);
-                if done.is_none() {
-                    state.pending.truncate(mark);
+                match job.run(&tx, &mut state) {
+                    Outcome::Ran(done) => ran.push(done),
+                    Outcome::Failed => state.pending.truncate(mark),
+                    Outcome::Split(jobs) => {
+                        // Alone in the transaction, which is rolled back below; its jobs
+                        // run again in the next one.
+                        state.pending.truncate(mark);
+                        again = jobs;
+                    }
                 }
-                ran.extend(done);
                 continue;
             }
             if let Err(error) = savepoint(&tx, "SAVEPOINT job") {
                 job.abandon(error.into());
                 continue;
             }
-            match job.run(&tx, &mut state) {
-                Some(done) => match savepoint(&tx, "RELEASE job") {
-                    Ok(()) => ran.push(done),
+            let split = match job.run(&tx, &mut state) {
+                Outcome::Ran(done) => match savepoint(&tx, "RELEASE job") {
+                    Ok(()) => {
+                        ran.push(done);
+                        continue;
+                    }
                     Err(error) => {
                         state.pending.truncate(mark);
-                        done.lost(error.into())
+                        done.lost(error.into());
+                        continue;
                     }
                 },
-                None => {
-                    state.pending.truncate(mark);
-                    if let Err(error) = savepoint(&tx, "ROLLBACK TO job")
-                        .and_then(|()| savepoint(&tx, "RELEASE job"))
-                    {
-                        // The transaction is in an unknown state: give it all up.
-                        tracing::error!(%error, "SQLite writer: a failed job could not be rolled back");
-                        let message = error.to_string();
-                        for done in ran.drain(..) {
-                            done.lost(StoreError::Embedded(message.clone()));
-                        }
-                        break;
-                    }
+                Outcome::Failed => Vec::new(),
+                Outcome::Split(jobs) => jobs,
+            };
+            state.pending.truncate(mark);
+            if let Err(error) =
+                savepoint(&tx, "ROLLBACK TO job").and_then(|()| savepoint(&tx, "RELEASE job"))
+            {
+                // The transaction is in an unknown state: give it all up.
+                tracing::error!(%error, "SQLite writer: a failed job could not be rolled back");
+                let message = error.to_string();
+                for done in ran.drain(..) {
+                    done.lost(StoreError::Embedded(message.clone()));
                 }
+                for job in split.into_iter().chain(queue.drain(..)) {
+                    job.abandon(StoreError::Embedded(message.clone()));
+                }
+                break;
             }
+            // Each job of a group that failed runs next in a savepoint of its own.
+            queue.extend(split);
         }
         if ran.is_empty() {
             // Nothing to keep (a lone job failed, or every job did).
@@ -370,8 +578,17 @@ fn commit_loop(
                 // enough).
                 let _ = checkpointer.try_send(());
                 state.committed();
-                for done in ran {
-                    done.committed(cache);
+                let deliveries: usize = ran.iter().map(|done| done.deliveries()).sum();
+                if deliveries > 0 {
+                    counts.add(deliveries);
+                }
+                // Answered once the syncer has made the WAL durable.
+                if let Err(unsent) = synced.send(ran) {
+                    for done in unsent.0 {
+                        done.lost(StoreError::Corrupt(
+                            "the SQLite syncer thread has stopped".into(),
+                        ));
+                    }
                 }
             }
             Err(error) => {
@@ -383,6 +600,78 @@ fn commit_loop(
             }
         }
     }
+}
+
+/// The syncer thread: makes the WAL durable (one `fdatasync` for every commit written
+/// since the last), then answers the jobs of those commits.
+fn sync_loop(
+    commits: std::sync::mpsc::Receiver<Vec<Box<dyn Ran>>>,
+    mut sync_wal: impl FnMut() -> std::io::Result<()>,
+    cache: &WindowCache,
+) {
+    while let Ok(first) = commits.recv() {
+        let mut waiting = first;
+        while let Ok(more) = commits.try_recv() {
+            waiting.extend(more);
+        }
+        match sync_wal() {
+            Ok(()) => {
+                for done in waiting {
+                    done.committed(cache);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "SQLite syncer: the write-ahead log could not be made durable; its commits are reported as failed, so their webhooks are not acknowledged and Meta retries them");
+                for done in waiting {
+                    done.lost(StoreError::Embedded(format!(
+                        "the write-ahead log could not be made durable: {error}"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Makes a database's WAL durable: `fdatasync` on the `-wal` file, opened afresh each
+/// time so that it is the file SQLite writes now (an `fsync` applies to the file, not to
+/// the descriptor). The first time, the directory too, which holds the WAL's name.
+fn wal_syncer(database: &str) -> impl FnMut() -> std::io::Result<()> + Send + 'static {
+    let wal = format!("{database}-wal");
+    let directory = std::path::Path::new(database)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| ".".into());
+    let mut directory_synced = false;
+    move || {
+        std::fs::File::open(&wal)?.sync_data()?;
+        if !directory_synced {
+            std::fs::File::open(&directory)?.sync_all()?;
+            directory_synced = true;
+        }
+        Ok(())
+    }
+}
+
+/// The jobs of one commit, with every ingest job folded into one [`IngestGroup`] where the
+/// first of them stood.
+fn group_ingests(jobs: Vec<Box<dyn Job>>) -> Vec<Box<dyn Job>> {
+    let mut units: Vec<Box<dyn Job>> = Vec::with_capacity(jobs.len());
+    let mut ingests = Vec::new();
+    let mut group_at = None;
+    for job in jobs {
+        match job.into_ingest() {
+            Ok(ingest) => {
+                group_at.get_or_insert(units.len());
+                ingests.push(ingest);
+            }
+            Err(other) => units.push(other),
+        }
+    }
+    if let Some(at) = group_at {
+        units.insert(at, Box::new(IngestGroup(ingests)));
+    }
+    units
 }
 
 /// When the checkpointer copies the WAL into the database.
@@ -614,16 +903,42 @@ fn enqueue_forward(
     Ok(())
 }
 
-/// Stores a batch of deliveries (inside the writer's transaction).
+/// Stores groups of deliveries (inside the writer's transaction): the report of each.
 fn ingest_batch(
     tx: &Connection,
     state: &mut WriterState,
-    deliveries: &[WebhookDelivery],
+    groups: &[&[WebhookDelivery]],
     touched: &mut Touched,
-) -> rusqlite::Result<IngestReport> {
-    let mut report = IngestReport::default();
+) -> rusqlite::Result<Vec<IngestReport>> {
+    let mut reports = Vec::with_capacity(groups.len());
+    // What the batch learned once, for every delivery in it.
     let mut threads: HashMap<(&str, &ContactKey), i64> = HashMap::new();
     let mut numbers: Vec<&str> = Vec::new();
+    for deliveries in groups {
+        let mut report = IngestReport::default();
+        ingest_deliveries(
+            tx,
+            state,
+            deliveries,
+            touched,
+            &mut threads,
+            &mut numbers,
+            &mut report,
+        )?;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+fn ingest_deliveries<'d>(
+    tx: &Connection,
+    state: &mut WriterState,
+    deliveries: &'d [WebhookDelivery],
+    touched: &mut Touched,
+    threads: &mut HashMap<(&'d str, &'d ContactKey), i64>,
+    numbers: &mut Vec<&'d str>,
+    report: &mut IngestReport,
+) -> rusqlite::Result<()> {
     for delivery in deliveries {
         let new = tx
             .prepare_cached(
@@ -848,20 +1163,26 @@ fn ingest_batch(
             }
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A writer on a fresh database file with one table, `t (x INTEGER PRIMARY KEY)`.
-    async fn writer_with_table(name: &str) -> (SqliteWriter, std::path::PathBuf) {
+    /// An empty directory of this test's own, and the path of a database file in it.
+    fn fresh_dir(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
         let dir =
             std::env::temp_dir().join(format!("hourglass-writer-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("w.db");
+        (dir, path)
+    }
+
+    /// A writer on a fresh database file with one table, `t (x INTEGER PRIMARY KEY)`.
+    async fn writer_with_table(name: &str) -> (SqliteWriter, std::path::PathBuf) {
+        let (dir, path) = fresh_dir(name);
         let writer =
             SqliteWriter::start(path.to_str().unwrap(), Arc::new(WindowCache::new(true))).unwrap();
         writer
@@ -897,10 +1218,7 @@ mod tests {
     /// beside it, and makes the WAL start over, so the WAL stays bounded under writes.
     #[tokio::test]
     async fn the_checkpointer_copies_the_wal_and_keeps_it_bounded() {
-        let dir = std::env::temp_dir().join(format!("hourglass-writer-wal-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("w.db");
+        let (dir, path) = fresh_dir("wal");
         let policy = CheckpointPolicy {
             every: Duration::from_millis(5),
             restart_at_pages: 64,
@@ -909,6 +1227,7 @@ mod tests {
             path.to_str().unwrap(),
             Arc::new(WindowCache::new(true)),
             policy,
+            wal_syncer(path.to_str().unwrap()),
         )
         .unwrap();
         writer
@@ -953,6 +1272,128 @@ mod tests {
             .unwrap();
         assert_eq!(rows, 401);
         drop(writer);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Nothing is answered before its commit is on disk: when the WAL cannot be synced,
+    /// the commit's callers are told it failed (a webhook is then not acknowledged, and
+    /// Meta retries it), and the writer goes on.
+    #[tokio::test]
+    async fn a_commit_the_disk_did_not_take_is_not_acknowledged() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let (dir, path) = fresh_dir("sync");
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let disk_fails = Arc::new(AtomicBool::new(false));
+        let mut sync = wal_syncer(path.to_str().unwrap());
+        let (counted, failing) = (syncs.clone(), disk_fails.clone());
+        let writer = SqliteWriter::start_with(
+            path.to_str().unwrap(),
+            Arc::new(WindowCache::new(true)),
+            CheckpointPolicy::default(),
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                if failing.load(Ordering::SeqCst) {
+                    return Err(std::io::Error::other("the disk is gone"));
+                }
+                sync()
+            },
+        )
+        .unwrap();
+        writer
+            .write(|conn| Ok(conn.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY)")?))
+            .await
+            .unwrap();
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            1,
+            "the commit was answered unsynced"
+        );
+        disk_fails.store(true, Ordering::SeqCst);
+        let error = insert(&writer, &[1]).await.unwrap_err();
+        assert!(
+            error.to_string().contains("could not be made durable"),
+            "{error}"
+        );
+        disk_fails.store(false, Ordering::SeqCst);
+        insert(&writer, &[2]).await.unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), 3);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A webhook delivery from `wa_id` (none: a contact the schema refuses).
+    fn inbound_delivery(n: u32, wa_id: Option<&str>) -> Arc<Vec<WebhookDelivery>> {
+        Arc::new(vec![WebhookDelivery {
+            body_sha256: format!("{n:064}"),
+            received_at: Instant::from_unix_seconds(1_700_000_000),
+            body: format!("body {n}").into_bytes(),
+            items: vec![IngestItem::Inbound {
+                number: NumberRef {
+                    phone_number_id: "106540352242922".into(),
+                    waba_id: "102290129340398".into(),
+                    display_phone_number: "15550783881".into(),
+                },
+                contact: ContactKey {
+                    wa_id: wa_id.map(str::to_owned),
+                    user_id: None,
+                },
+                profile_name: None,
+                message_id: format!("wamid.{n}"),
+                timestamp: Instant::from_unix_seconds(1_700_000_000),
+                message_type: "text".into(),
+                entry_point: EntryPoint::Organic,
+                is_reaction: false,
+                counts_for_window: true,
+                raw: "{}".into(),
+                forward: None,
+                window_opened: None,
+                media: None,
+            }],
+        }])
+    }
+
+    /// Webhook deliveries waiting together run as one job; when that job fails, each
+    /// runs again on its own, so only the bad one fails and nothing of it is kept.
+    #[tokio::test]
+    async fn deliveries_that_fail_together_are_stored_one_by_one() {
+        let (dir, path) = fresh_dir("split");
+        let path = path.to_str().unwrap();
+        drop(crate::SqliteStore::open(path).await.unwrap()); // the schema
+        let writer = SqliteWriter::start(path, Arc::new(WindowCache::new(true))).unwrap();
+        // Hold the writer busy so that the three deliveries wait and share one commit.
+        let busy = writer.write(|_| {
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(())
+        });
+        let later = |n, wa_id| {
+            let writer = writer.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                writer.ingest(inbound_delivery(n, wa_id)).await
+            }
+        };
+        let (busy, good, bad, other) = tokio::join!(
+            busy,
+            later(1, Some("15551230001")),
+            later(2, None),
+            later(3, Some("15551230003")),
+        );
+        busy.unwrap();
+        assert_eq!(good.unwrap().messages_new, 1);
+        assert!(bad.is_err());
+        assert_eq!(other.unwrap().messages_new, 1);
+        let stored: (i64, i64) = writer
+            .write(|conn| {
+                Ok(conn.query_row(
+                    "SELECT (SELECT count(*) FROM webhook_deliveries), (SELECT count(*) FROM messages)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, (2, 2));
+        // One commit carried both good ones.
+        assert_eq!(writer.group_commit_counts(), (1, 2));
         let _ = std::fs::remove_dir_all(dir);
     }
 
