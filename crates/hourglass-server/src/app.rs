@@ -113,16 +113,12 @@ impl Application {
             }
         };
         let metrics = Arc::new(Metrics::default());
-        // SQLite has one writer, so one committer; PostgreSQL may take several in parallel.
-        let writers = if config.database_url.starts_with("sqlite://") {
-            1
-        } else {
-            config.ingest_writers
-        };
+        // The batch bound and the writer count apply where the queue batches (PostgreSQL);
+        // SQLite's writer thread gathers deliveries itself.
         let ingest = IngestQueue::start(
             store.clone(),
             config.ingest_batch_max,
-            writers,
+            config.ingest_writers,
             metrics.clone(),
         );
         let state = AppState(Arc::new(Inner {

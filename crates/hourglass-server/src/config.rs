@@ -50,9 +50,11 @@ pub struct Config {
     /// Whether a contact's reaction opens the customer service window. Meta does not say
     /// that it does, so it is off by default.
     pub reactions_open_window: bool,
-    /// How many webhook deliveries one database transaction may carry (group commit).
+    /// How many webhook deliveries one PostgreSQL transaction may carry (group commit).
+    /// SQLite's writer thread has its own bound (512 jobs a commit).
     pub ingest_batch_max: usize,
-    /// How many transactions may store webhooks at once. SQLite always uses one. On
+    /// How many transactions may store webhooks at once. SQLite always uses one (its
+    /// writer thread). On
     /// PostgreSQL a batch is one statement, whose cost is largely per statement: measured
     /// on 2 cores (BENCHMARKS.md, session 5), one writer carried ~30 deliveries a commit
     /// and stored more per second, with less CPU per webhook, than 2 (~15) or 4 (~8).

@@ -216,9 +216,9 @@ impl Job for IngestGroup {
                 )
             }
             Err(error) => {
-                let error = StoreError::from(error);
-                for job in self.0 {
-                    let _ = job.reply.send(Err(StoreError::Embedded(error.to_string())));
+                // The group's one job: nothing to split.
+                if let Some(job) = self.0.into_iter().next() {
+                    let _ = job.reply.send(Err(error.into()));
                 }
                 Outcome::Failed
             }
