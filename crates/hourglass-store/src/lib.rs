@@ -41,6 +41,8 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     #[error("database URL `{0}` is not understood: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
+    #[error("SQLite database `sqlite://{given}`: {why}")]
+    SqlitePath { given: String, why: &'static str },
     #[error("could not open the database: {0}")]
     Connect(#[source] sqlx::Error),
     #[error("could not apply the database migrations: {0}")]
@@ -370,10 +372,36 @@ pub trait RateLimits: Send + Sync {
     async fn admit(&self, buckets: &[Bucket], now_ms: i64) -> Result<Admission, StoreError>;
 }
 
+/// The file named after `sqlite://`, taken as a plain path.
+///
+/// Two connections open it: sqlx's (reads and rare writes) and the group writer's
+/// (rusqlite). Each would read a URL's query (`?mode=rwc`) or percent-escapes its own
+/// way, and they could end up on two different files; so the text is a path and nothing
+/// else, and Hourglass sets SQLite's options itself.
+pub fn sqlite_file(path: &str) -> Result<&str, StoreError> {
+    let refuse = |why| {
+        Err(StoreError::SqlitePath {
+            given: path.to_owned(),
+            why,
+        })
+    };
+    if path.is_empty() {
+        refuse("no file named: use sqlite://PATH, e.g. sqlite://hourglass.db")
+    } else if path.contains('?') {
+        refuse("Hourglass sets SQLite's options itself: give the file's path alone, without `?…`")
+    } else if path.starts_with(':') || path.starts_with("file:") {
+        refuse("in-memory and `file:` URI databases are not supported: name a file, e.g. sqlite://hourglass.db")
+    } else {
+        Ok(path)
+    }
+}
+
 /// Opens the store named by `url` and applies its migrations.
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(std::sync::Arc::new(SqliteStore::open(path).await?))
+        Ok(std::sync::Arc::new(
+            SqliteStore::open(sqlite_file(path)?).await?,
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PostgresStore::open(url).await?))
     } else {

@@ -5,7 +5,6 @@
 //! readers.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,8 +40,10 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub async fn open(path: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
-            .map_err(StoreError::Connect)?
+        // The same file as the group writer's, byte for byte: `filename` takes the path as
+        // it is, where a `sqlite://` URL would be parsed (see `crate::sqlite_file`).
+        let options = SqliteConnectOptions::new()
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)

@@ -1351,6 +1351,41 @@ mod tests {
         }])
     }
 
+    /// sqlx and the group writer open one and the same file, whatever the path's
+    /// characters: a `%20` in it was once decoded by sqlx and not by the writer, so the
+    /// schema went to one file and the webhooks to another.
+    #[tokio::test]
+    async fn both_connections_open_the_file_the_url_names() {
+        let (dir, _) = fresh_dir("url-path");
+        let named = dir.join("a%20b.db");
+        let store = crate::connect(&format!("sqlite://{}", named.display()))
+            .await
+            .unwrap();
+        let report = store.ingest(inbound_delivery(1, Some("15551230001"))).await;
+        assert_eq!(report.unwrap().messages_new, 1);
+        // Read back through sqlx's readers.
+        assert_eq!(store.counts().await.unwrap().messages, 1);
+        assert!(named.exists());
+        assert!(!dir.join("a b.db").exists());
+    }
+
+    #[test]
+    fn a_sqlite_url_is_a_path_and_nothing_else() {
+        assert_eq!(
+            crate::sqlite_file("data/hourglass.db").unwrap(),
+            "data/hourglass.db"
+        );
+        for (given, says) in [
+            ("hourglass.db?mode=rwc", "without `?"),
+            (":memory:", "in-memory"),
+            ("file:x.db", "in-memory"),
+            ("", "no file named"),
+        ] {
+            let error = crate::sqlite_file(given).unwrap_err().to_string();
+            assert!(error.contains(says), "{given}: {error}");
+        }
+    }
+
     /// Webhook deliveries waiting together run as one job; when that job fails, each
     /// runs again on its own, so only the bad one fails and nothing of it is kept.
     #[tokio::test]
