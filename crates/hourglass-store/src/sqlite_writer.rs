@@ -19,7 +19,9 @@
 //! Why a checkpointer thread: copying the WAL into the database is work the writer would
 //! otherwise do between commits (SQLite's autocheckpoint), holding every waiting request
 //! for as long (a tenth of the writer's time, and the slowest commits). A second
-//! connection copies beside it instead (see `CheckpointPolicy`).
+//! connection copies beside it instead (see `CheckpointPolicy`). The writer only makes
+//! the WAL start over, between two transactions, when the checkpointer has copied nearly
+//! all of it and asks (see `restart_wal`).
 //!
 //! Why a syncer thread: waiting for the disk to take a commit (the WAL's `fdatasync`)
 //! was about a third of the writer's time, during which the jobs that had arrived
@@ -305,7 +307,7 @@ impl SqliteWriter {
         sync_wal: impl FnMut() -> std::io::Result<()> + Send + 'static,
     ) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(WRITER_BUSY_WAIT)?;
         // A 16 MiB page cache: at every commit SQLite walks the cache's hash table
         // (`pcache1TruncateUnsafe`), which with 64 MiB took a fifth of the writer's time;
         // pages it no longer holds come from the OS's cache. (BENCHMARKS.md, session 4.)
@@ -328,9 +330,11 @@ impl SqliteWriter {
         checkpoints.busy_timeout(Duration::from_millis(200))?;
         checkpoints.execute_batch("PRAGMA synchronous = FULL;")?;
         let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
+        let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let asks_restart = restart.clone();
         std::thread::Builder::new()
             .name("sqlite-checkpointer".into())
-            .spawn(move || checkpoint_loop(checkpoints, nudged, checkpoint_policy))
+            .spawn(move || checkpoint_loop(checkpoints, nudged, &asks_restart, checkpoint_policy))
             .map_err(|e| {
                 StoreError::Corrupt(format!(
                     "could not start the SQLite checkpointer thread: {e}"
@@ -348,7 +352,10 @@ impl SqliteWriter {
         let counted = counts.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || commit_loop(conn, receiver, synced, nudge, &counted))
+            .spawn(move || {
+                let checkpointer = Checkpointer { nudge, restart };
+                commit_loop(conn, receiver, synced, checkpointer, &counted)
+            })
             .map_err(|e| {
                 StoreError::Corrupt(format!("could not start the SQLite writer thread: {e}"))
             })?;
@@ -460,7 +467,7 @@ fn commit_loop(
     mut conn: Connection,
     mut receiver: mpsc::Receiver<Box<dyn Job>>,
     synced: std::sync::mpsc::Sender<Vec<Box<dyn Ran>>>,
-    checkpointer: std::sync::mpsc::SyncSender<()>,
+    checkpointer: Checkpointer,
     counts: &GroupCommitCounts,
 ) {
     let mut last_commit = std::time::Instant::now();
@@ -576,7 +583,7 @@ fn commit_loop(
             Ok(()) => {
                 // The WAL grew: the checkpointer may copy it (a nudge already waiting is
                 // enough).
-                let _ = checkpointer.try_send(());
+                let _ = checkpointer.nudge.try_send(());
                 state.committed();
                 let deliveries: usize = ran.iter().map(|done| done.deliveries()).sum();
                 if deliveries > 0 {
@@ -589,6 +596,14 @@ fn commit_loop(
                             "the SQLite syncer thread has stopped".into(),
                         ));
                     }
+                }
+                // While the syncer works, between two transactions: the one moment the
+                // WAL can start over under load.
+                if checkpointer
+                    .restart
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
+                    restart_wal(&conn);
                 }
             }
             Err(error) => {
@@ -678,44 +693,89 @@ fn group_ingests(jobs: Vec<Box<dyn Job>>) -> Vec<Box<dyn Job>> {
 #[derive(Clone, Copy, Debug)]
 struct CheckpointPolicy {
     /// How often at most. Each copy writes a page once however many commits rewrote it
-    /// since the last, so copies far apart write less; a second under load is several
-    /// thousand WAL pages (SQLite's own default is 1,000).
+    /// since the last, so copies far apart write less; but the WAL can start over only
+    /// after a copy, and a WAL that starts over often stays small and is rewritten in
+    /// place, which costs the writer less than a WAL that grows (see [`restart_wal`]).
+    /// At 100 ms, under load, it starts over a few times a second and stays under about
+    /// 30 MB (BENCHMARKS.md, session 9: 1 s let it grow to 100–200 MB in a bench, and
+    /// cost the writer more per delivery).
     every: Duration,
-    /// WAL pages past which the WAL starts over. Passive copies run beside the writer,
-    /// so the writer's next transaction, which is when SQLite starts the WAL over, rarely
-    /// finds it fully copied; without a restart it would keep growing. A restart waits
-    /// for the writer's current transaction and holds the next one back only while it
-    /// copies what the last passive copy left.
+    /// WAL pages past which the WAL starts over.
     restart_at_pages: i64,
 }
 
 impl Default for CheckpointPolicy {
     fn default() -> Self {
         CheckpointPolicy {
-            every: Duration::from_secs(1),
-            restart_at_pages: 32_768,
+            every: Duration::from_millis(100),
+            restart_at_pages: 4_096,
         }
     }
 }
 
+/// The writer's side of the checkpointer: a nudge after each commit, and the checkpointer's
+/// request that the WAL start over.
+struct Checkpointer {
+    nudge: std::sync::mpsc::SyncSender<()>,
+    restart: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// `PRAGMA wal_checkpoint(mode)`: (busy, WAL pages, pages copied).
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+}
+
+/// How long the writer waits for the write lock when sqlx's writer connection holds it.
+const WRITER_BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// How long the writer waits, at most, for readers of an older snapshot before it gives a
+/// WAL restart up (the next request tries again): it answers nobody while it waits.
+const RESTART_WAIT: Duration = Duration::from_millis(10);
+
+/// Makes the WAL start over from its beginning, from the writer's thread between two
+/// transactions. The checkpointer has just copied nearly all of it, so this copies the
+/// last few commits' pages.
+///
+/// Under load the WAL cannot start over otherwise: SQLite starts it over when a write
+/// transaction begins with every frame copied, and the writer begins the next
+/// transaction before the checkpointer's copy ends. A WAL that only grows costs the
+/// writer at every commit (the file system allocates and zeroes each new block; rewriting
+/// cached blocks of a WAL that started over costs neither) and holds disk space.
+fn restart_wal(conn: &Connection) {
+    let outcome = conn
+        .busy_timeout(RESTART_WAIT)
+        .and_then(|()| checkpoint(conn, "RESTART"));
+    if let Err(error) = conn.busy_timeout(WRITER_BUSY_WAIT) {
+        tracing::warn!(%error, "SQLite writer: could not set its busy timeout back");
+    }
+    match outcome {
+        Ok((0, _, _)) => {}
+        Ok(_) => tracing::debug!("SQLite writer: the WAL did not start over (readers of an older snapshot); the checkpointer asks again"),
+        Err(error) => tracing::warn!(%error, "SQLite writer: could not start the WAL over"),
+    }
+}
+
 /// The checkpointer thread: after commits (a nudge from the writer), at most once per
-/// `policy.every`, copies the WAL into the database; stops with the writer.
+/// `policy.every`, copies the WAL into the database; stops with the writer. Past
+/// `policy.restart_at_pages` it copies again what was written meanwhile, and asks the
+/// writer to start the WAL over (see [`restart_wal`]).
 fn checkpoint_loop(
     conn: Connection,
     nudged: std::sync::mpsc::Receiver<()>,
+    restart: &std::sync::atomic::AtomicBool,
     policy: CheckpointPolicy,
 ) {
     while nudged.recv().is_ok() {
         let started = std::time::Instant::now();
-        let checkpoint = |mode: &str| -> rusqlite::Result<(i64, i64, i64)> {
-            conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-        };
-        match checkpoint("PASSIVE") {
+        match checkpoint(&conn, "PASSIVE") {
             Ok((_, wal_pages, _)) if wal_pages >= policy.restart_at_pages => {
-                if let Err(error) = checkpoint("RESTART") {
-                    tracing::warn!(%error, "SQLite checkpointer: could not restart the WAL");
+                match checkpoint(&conn, "PASSIVE") {
+                    Ok(_) => restart.store(true, std::sync::atomic::Ordering::Relaxed),
+                    Err(error) => {
+                        tracing::warn!(%error, "SQLite checkpointer: checkpoint failed")
+                    }
                 }
             }
             Ok(_) => {}
@@ -1271,6 +1331,58 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows, 401);
+        drop(writer);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Under load the writer begins each transaction before the checkpointer's copy ends,
+    /// so SQLite never starts the WAL over by itself: the writer does, when asked, between
+    /// two transactions. Without it this WAL grew to every page written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_while_the_writer_never_rests() {
+        let (dir, path) = fresh_dir("wal-busy");
+        let policy = CheckpointPolicy {
+            every: Duration::from_millis(5),
+            restart_at_pages: 64,
+        };
+        let writer = SqliteWriter::start_with(
+            path.to_str().unwrap(),
+            Arc::new(WindowCache::new(true)),
+            policy,
+            wal_syncer(path.to_str().unwrap()),
+        )
+        .unwrap();
+        writer
+            .write(|conn| Ok(conn.execute_batch("CREATE TABLE t (x BLOB)")?))
+            .await
+            .unwrap();
+        // 64 producers, each waiting only for its own last write: jobs are always
+        // waiting when a commit ends. 3,200 rows of 4 KiB: over 12 MiB of WAL pages.
+        let producers: Vec<_> = (0..64)
+            .map(|_| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        writer
+                            .write(|conn| {
+                                Ok(conn.execute("INSERT INTO t (x) VALUES (zeroblob(4096))", [])?)
+                            })
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for producer in producers {
+            producer.await.unwrap();
+        }
+        let wal = std::fs::metadata(format!("{}-wal", path.display()))
+            .unwrap()
+            .len();
+        assert!(
+            wal < 4 << 20,
+            "the WAL file is {wal} bytes: it never started over"
+        );
         drop(writer);
         let _ = std::fs::remove_dir_all(dir);
     }
