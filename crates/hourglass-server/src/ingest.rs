@@ -171,7 +171,7 @@ pub fn delivery_from_webhook(
                         "the `{}` field is stored but not used by Hourglass",
                         change.field
                     ),
-                    raw: change.raw.to_string(),
+                    raw: json_text(&change.raw),
                 }),
                 ChangeValue::Unparsed { reason } => {
                     items.push(unprocessed(&change.field, reason, &change.raw))
@@ -313,8 +313,17 @@ fn unprocessed(field: &str, reason: &str, raw: &Value) -> IngestItem {
     IngestItem::Unprocessed {
         field: field.to_owned(),
         reason: reason.to_owned(),
-        raw: raw.to_string(),
+        raw: json_text(raw),
     }
+}
+
+/// A JSON value as compact text, the same bytes as its `Display`. `serde_json::to_string`
+/// writes into one buffer; `to_string()` goes through `fmt::Write` a token at a time,
+/// which took about three times as long per message (a 0.2 KB text message: 220 against
+/// 600–870 ns in a loop).
+fn json_text(value: &Value) -> String {
+    // A `Value`'s map keys are strings, so serializing it cannot fail.
+    serde_json::to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
 fn implausible(timestamp: i64, received_at: Instant) -> Option<String> {
@@ -390,7 +399,7 @@ fn inbound_item(
         // contact. Every other type, including ones Meta adds later, is the contact
         // writing: it counts, because refusing a reply Meta would allow is the worse error.
         counts_for_window: m.kind != MessageKind::System,
-        raw: m.raw.to_string(),
+        raw: json_text(&m.raw),
         forward: None,
         window_opened: None,
         media: media_of(m),
@@ -448,7 +457,7 @@ fn call_item(
         entry_point: EntryPoint::Organic,
         is_reaction: false,
         counts_for_window: true,
-        raw: c.raw.to_string(),
+        raw: json_text(&c.raw),
         forward: None,
         window_opened: None,
         media: None,
@@ -504,9 +513,9 @@ fn status_item(number: &NumberRef, s: &Status, received_at: Instant) -> IngestIt
             .and_then(|p| p.category.as_deref())
             .and_then(MessageCategory::from_meta),
         fep_expires_at,
-        pricing: s.raw.get("pricing").map(Value::to_string),
-        conversation: s.raw.get("conversation").map(Value::to_string),
-        errors: s.raw.get("errors").map(Value::to_string),
+        pricing: s.raw.get("pricing").map(json_text),
+        conversation: s.raw.get("conversation").map(json_text),
+        errors: s.raw.get("errors").map(json_text),
         outbox_id: s
             .biz_opaque_callback_data
             .as_deref()
