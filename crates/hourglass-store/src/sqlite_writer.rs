@@ -772,7 +772,13 @@ fn checkpoint_loop(
         match checkpoint(&conn, "PASSIVE") {
             Ok((_, wal_pages, _)) if wal_pages >= policy.restart_at_pages => {
                 match checkpoint(&conn, "PASSIVE") {
-                    Ok(_) => restart.store(true, std::sync::atomic::Ordering::Relaxed),
+                    // Everything was copied: the writer's restart has only its newest
+                    // commits to copy. Otherwise a reader holds an older snapshot, and a
+                    // restart would only make the writer wait for it.
+                    Ok((_, wal_pages, copied)) if copied == wal_pages => {
+                        restart.store(true, std::sync::atomic::Ordering::Relaxed)
+                    }
+                    Ok(_) => {}
                     Err(error) => {
                         tracing::warn!(%error, "SQLite checkpointer: checkpoint failed")
                     }
@@ -1335,12 +1341,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    /// Under load the writer begins each transaction before the checkpointer's copy ends,
-    /// so SQLite never starts the WAL over by itself: the writer does, when asked, between
-    /// two transactions. Without it this WAL grew to every page written.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_wal_starts_over_while_the_writer_never_rests() {
-        let (dir, path) = fresh_dir("wal-busy");
+    /// A writer whose checkpointer copies every 5 ms and asks for a restart past 64 WAL
+    /// pages, on a fresh file with one table `t (x BLOB)`.
+    async fn writer_with_quick_checkpoints(name: &str) -> (SqliteWriter, std::path::PathBuf) {
+        let (_, path) = fresh_dir(name);
         let policy = CheckpointPolicy {
             every: Duration::from_millis(5),
             restart_at_pages: 64,
@@ -1356,13 +1360,17 @@ mod tests {
             .write(|conn| Ok(conn.execute_batch("CREATE TABLE t (x BLOB)")?))
             .await
             .unwrap();
-        // 64 producers, each waiting only for its own last write: jobs are always
-        // waiting when a commit ends. 3,200 rows of 4 KiB: over 12 MiB of WAL pages.
+        (writer, path)
+    }
+
+    /// `rows` rows of 4 KiB from 64 producers, each waiting only for its own last write:
+    /// jobs are always waiting when a commit ends, so the writer never rests.
+    async fn busy_writes(writer: &SqliteWriter, rows: usize) {
         let producers: Vec<_> = (0..64)
             .map(|_| {
                 let writer = writer.clone();
                 tokio::spawn(async move {
-                    for _ in 0..50 {
+                    for _ in 0..rows / 64 {
                         writer
                             .write(|conn| {
                                 Ok(conn.execute("INSERT INTO t (x) VALUES (zeroblob(4096))", [])?)
@@ -1376,15 +1384,66 @@ mod tests {
         for producer in producers {
             producer.await.unwrap();
         }
-        let wal = std::fs::metadata(format!("{}-wal", path.display()))
+    }
+
+    fn wal_bytes(path: &std::path::Path) -> u64 {
+        std::fs::metadata(format!("{}-wal", path.display()))
             .unwrap()
-            .len();
+            .len()
+    }
+
+    /// Under load the writer begins each transaction before the checkpointer's copy ends,
+    /// so SQLite never starts the WAL over by itself: the writer does, when asked, between
+    /// two transactions. Without it this WAL grows to every page written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_while_the_writer_never_rests() {
+        let (writer, path) = writer_with_quick_checkpoints("wal-busy").await;
+        // 9,600 rows: over 37 MiB of WAL pages (19–47 MB of WAL file without the
+        // restarts, 2–10 MB with them, in runs on two cores with two more busy).
+        busy_writes(&writer, 9600).await;
+        let wal = wal_bytes(&path);
         assert!(
-            wal < 4 << 20,
-            "the WAL file is {wal} bytes: it never started over"
+            wal < 14 << 20,
+            "the WAL file is {wal} bytes: it did not start over"
         );
         drop(writer);
-        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// A reader that holds an old snapshot keeps the WAL from starting over, but does not
+    /// hold the writer back (the checkpointer asks for a restart only when everything
+    /// was copied); once the reader is gone, the WAL starts over again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_reader_holds_the_wal_back_but_not_the_writer() {
+        let (writer, path) = writer_with_quick_checkpoints("wal-reader").await;
+        busy_writes(&writer, 640).await;
+        let reader = Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let seen: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seen, 640);
+        // 3,200 rows while the reader holds its snapshot: a writer waiting on the reader
+        // at each commit (its busy timeout is 10 s) would not end within the limit.
+        tokio::time::timeout(Duration::from_secs(120), busy_writes(&writer, 3200))
+            .await
+            .expect("the writer waited on the reader");
+        let held = wal_bytes(&path);
+        assert!(
+            held > 12 << 20,
+            "the WAL file is {held} bytes: did the reader hold it back?"
+        );
+        reader.execute_batch("COMMIT").unwrap();
+        // Another 25 MiB of pages: once the checkpointer has caught up, the WAL starts
+        // over and they are written over the old ones instead of after them.
+        busy_writes(&writer, 6400).await;
+        let after = wal_bytes(&path);
+        assert!(
+            after < held + (12 << 20),
+            "the WAL file grew from {held} to {after} bytes: it did not start over"
+        );
+        drop(writer);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     /// Nothing is answered before its commit is on disk: when the WAL cannot be synced,
