@@ -1284,22 +1284,7 @@ mod tests {
     /// beside it, and makes the WAL start over, so the WAL stays bounded under writes.
     #[tokio::test]
     async fn the_checkpointer_copies_the_wal_and_keeps_it_bounded() {
-        let (dir, path) = fresh_dir("wal");
-        let policy = CheckpointPolicy {
-            every: Duration::from_millis(5),
-            restart_at_pages: 64,
-        };
-        let writer = SqliteWriter::start_with(
-            path.to_str().unwrap(),
-            Arc::new(WindowCache::new(true)),
-            policy,
-            wal_syncer(path.to_str().unwrap()),
-        )
-        .unwrap();
-        writer
-            .write(|conn| Ok(conn.execute_batch("CREATE TABLE t (x BLOB)")?))
-            .await
-            .unwrap();
+        let (writer, path) = writer_with_quick_checkpoints("wal").await;
         // 400 commits of a 4 KiB row each: well over a thousand WAL pages in all.
         for _ in 0..400 {
             writer
@@ -1316,12 +1301,7 @@ mod tests {
             .unwrap();
         // Asked from a connection of its own (a checkpoint cannot run inside the
         // writer's transaction): the WAL holds the last commit's pages alone.
-        let (_, wal_pages, _): (i64, i64, i64) = Connection::open(&path)
-            .unwrap()
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .unwrap();
+        let (_, wal_pages, _) = checkpoint(&Connection::open(&path).unwrap(), "PASSIVE").unwrap();
         assert!(
             wal_pages < 16,
             "the WAL holds {wal_pages} pages: it did not start over"
@@ -1338,7 +1318,7 @@ mod tests {
             .unwrap();
         assert_eq!(rows, 401);
         drop(writer);
-        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     /// A writer whose checkpointer copies every 5 ms and asks for a restart past 64 WAL
