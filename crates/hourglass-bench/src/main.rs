@@ -106,7 +106,10 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Cmd::CeilingServer { port } = cli.command {
-        // The ceiling gets the same runtime shape as `hourglass serve`.
+        // The ceiling keeps a worker on every core: a server that only verifies and parses
+        // has no store threads to leave a core to (`hourglass serve` runs one fewer by
+        // default). Measured with one worker as well, it did as well or better
+        // (BENCHMARKS.md, session 10), so this is the stricter ceiling.
         return tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

@@ -60,6 +60,9 @@ pub struct Config {
     /// and stored more per second, with less CPU per webhook, than 2 (~15) or 4 (~8).
     /// More may pay where PostgreSQL has cores of its own.
     pub ingest_writers: usize,
+    /// Threads that run HTTP requests and background tasks (`HOURGLASS_WORKER_THREADS`).
+    /// Unset: one fewer than the cores, at least one (see [`Config::worker_threads`]).
+    pub worker_threads: Option<usize>,
     pub sandbox: SandboxConfig,
     pub outbox: OutboxConfig,
     pub forwarding: ForwardingConfig,
@@ -192,6 +195,7 @@ impl Default for Config {
             reactions_open_window: false,
             ingest_batch_max: 512,
             ingest_writers: 1,
+            worker_threads: None,
             sandbox: SandboxConfig::default(),
             outbox: OutboxConfig::default(),
             forwarding: ForwardingConfig::default(),
@@ -329,8 +333,29 @@ impl Config {
                 value: v,
             })?;
         }
+        if let Some(v) = env("HOURGLASS_WORKER_THREADS") {
+            config.worker_threads = Some(v.parse().map_err(|_| ConfigError::Number {
+                setting: "HOURGLASS_WORKER_THREADS",
+                value: v,
+            })?);
+        }
         config.check()?;
         Ok(config)
+    }
+
+    /// How many async worker threads to run on a machine with `cores` cores: as
+    /// configured, or else one fewer than the cores, and at least one.
+    ///
+    /// Ingest ends in threads of its own beside the workers: SQLite's writer, syncer and
+    /// checkpointer, or the PostgreSQL server when it runs on the same machine. A worker
+    /// on every core makes them queue behind HTTP work for a core, and makes the workers
+    /// hand tasks to each other across cores. On 2 cores, one worker took 7–15 % less
+    /// CPU per stored webhook than two, and answered window queries faster
+    /// (BENCHMARKS.md, session 10).
+    pub fn worker_threads(&self, cores: usize) -> usize {
+        self.worker_threads
+            .unwrap_or_else(|| cores.saturating_sub(1))
+            .max(1)
     }
 
     fn check(&self) -> Result<(), ConfigError> {
@@ -349,6 +374,15 @@ impl Config {
                     "{} and {}",
                     self.outbox.pair_interval_seconds, self.outbox.pair_burst
                 ),
+            });
+        }
+        if self
+            .worker_threads
+            .is_some_and(|n| !(1..=1024).contains(&n))
+        {
+            return Err(ConfigError::Number {
+                setting: "HOURGLASS_WORKER_THREADS (worker_threads, 1 to 1024; unset for one fewer than the cores)",
+                value: format!("{:?}", self.worker_threads),
             });
         }
         let closing_soon = self.forwarding.window_closing_soon_seconds;
@@ -424,6 +458,21 @@ mod tests {
         let env = |name: &str| (name == "HOURGLASS_DATABASE_URL").then(|| "mysql://x".to_owned());
         let error = Config::load(None, env).unwrap_err().to_string();
         assert!(error.contains("HOURGLASS_DATABASE_URL"), "{error}");
+    }
+
+    #[test]
+    fn worker_threads_leave_a_core_to_the_store_unless_set() {
+        let default = Config::load(None, |_| None).unwrap();
+        assert_eq!(default.worker_threads(1), 1);
+        assert_eq!(default.worker_threads(2), 1);
+        assert_eq!(default.worker_threads(8), 7);
+        let env = |name: &str| (name == "HOURGLASS_WORKER_THREADS").then(|| "3".to_owned());
+        assert_eq!(Config::load(None, env).unwrap().worker_threads(2), 3);
+        for bad in ["0", "many", "5000"] {
+            let env = |name: &str| (name == "HOURGLASS_WORKER_THREADS").then(|| bad.to_owned());
+            let error = Config::load(None, env).unwrap_err().to_string();
+            assert!(error.contains("HOURGLASS_WORKER_THREADS"), "{bad}: {error}");
+        }
     }
 
     #[test]

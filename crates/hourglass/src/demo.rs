@@ -59,7 +59,7 @@ const CONTACTS: [Contact; 4] = [
 ];
 
 pub async fn run(
-    config_path: Option<&Path>,
+    mut config: Config,
     database: &Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -73,8 +73,6 @@ pub async fn run(
             }
         }
     }
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let mut config = Config::load(config_path, env)?;
     config.database_url = format!("sqlite://{}", database.display());
     config.meta.upstream = "sandbox".into();
     config.meta.app_secret = Some(Secret::new(auth::generate_key()));

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use hourglass_server::config::ConfigError;
 use hourglass_server::{auth, subscriptions, time, Application, Config};
 
 #[derive(Parser)]
@@ -152,26 +153,43 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn main() -> anyhow::Result<()> {
     init_logging();
     let cli = Cli::parse();
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    // The runtime is sized by the configuration, so it is read before the runtime starts;
+    // a command that needs it reports its error once it runs.
+    let config = Config::load(cli.config.as_deref(), env);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = match &config {
+        Ok(config) => config.worker_threads(cores),
+        Err(_) => Config::default().worker_threads(cores),
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(cli, config))
+}
+
+async fn run(cli: Cli, config: Result<Config, ConfigError>) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
-            let config = Config::load(cli.config.as_deref(), env)?;
+            let config = config?;
             let app = Application::build(config).await?;
             tracing::info!(port = app.port(), "hourglass is serving");
             app.run_until(shutdown_signal()).await
         }
-        Command::Demo { database } => {
-            demo::run(cli.config.as_deref(), &database, shutdown_signal()).await
-        }
+        Command::Demo { database } => demo::run(config?, &database, shutdown_signal()).await,
         Command::Sandbox {
             listen,
             webhook_url,
         } => {
-            let config = Config::load(cli.config.as_deref(), env)?;
+            let config = config?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
@@ -192,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
             .context("serving the sandbox")
         }
         Command::Webhooks { command } => {
-            let config = Config::load(cli.config.as_deref(), env)?;
+            let config = config?;
             let store = hourglass_store::connect(&config.database_url)
                 .await
                 .context("opening the database")?;
@@ -276,7 +294,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::Create { label, numbers },
         } => {
-            let config = Config::load(cli.config.as_deref(), env)?;
+            let config = config?;
             let store = hourglass_store::connect(&config.database_url)
                 .await
                 .context("opening the database to store the key")?;
