@@ -308,9 +308,13 @@ impl SqliteWriter {
     ) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(WRITER_BUSY_WAIT)?;
-        // A 16 MiB page cache: at every commit SQLite walks the cache's hash table
-        // (`pcache1TruncateUnsafe`), which with 64 MiB took a fifth of the writer's time;
-        // pages it no longer holds come from the OS's cache. (BENCHMARKS.md, session 4.)
+        // A 4 MiB page cache. At the end of a transaction in which a b-tree balance
+        // swapped two pages, SQLite walks the whole of the cache's hash table
+        // (`pcache1TruncateUnsafe`: the swap parks a page at the pending-byte page number,
+        // far above the database's size), and under random index inserts nearly every
+        // commit swaps: with 64 MiB the walk took a fifth of the writer's time, with 16 MiB
+        // a tenth. Pages the cache no longer holds come from the OS's cache. (BENCHMARKS.md,
+        // sessions 4 and 10.)
         // No checkpoint on this connection: the checkpointer thread copies the WAL into
         // the database beside it, so that the writer never stops committing to do it.
         // `synchronous = NORMAL`: a commit writes the WAL without waiting for the disk;
@@ -320,7 +324,7 @@ impl SqliteWriter {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
-             PRAGMA cache_size = -16384;
+             PRAGMA cache_size = -4096;
              PRAGMA wal_autocheckpoint = 0;",
         )?;
         let checkpoints = Connection::open(path)?;
