@@ -655,6 +655,7 @@ async fn seed_deliveries(
                     &webhook,
                     hourglass_core::Instant::from_unix_seconds(base_time),
                     false,
+                    hourglass_core::RuleSettings::default(),
                 )
             })
             .collect();

@@ -101,7 +101,7 @@ fn parse_cursor(text: &str) -> Result<ThreadCursor, ApiError> {
     };
     let (at, id) = text.split_once('.').ok_or_else(invalid)?;
     Ok(ThreadCursor {
-        last_customer_at: Instant::from_unix_seconds(at.parse().map_err(|_| invalid())?),
+        anchor_at: Instant::from_unix_seconds(at.parse().map_err(|_| invalid())?),
         id: id.parse().map_err(|_| invalid())?,
     })
 }
@@ -141,19 +141,20 @@ pub async fn closing_windows(
             })?,
     };
     let cursor = query.get("cursor").map(|c| parse_cursor(c)).transpose()?;
-    // Open at `at` and closing within `within`: the latest customer message is in
+    // Open at `at` and closing within `within`: the window anchor (latest customer message, or reaction where they count) is in
     // (at - 24 h, at - 24 h + within], and not after `at`.
     let from = at.plus_seconds(-CSW_SECONDS);
     let to = at.plus_seconds(-CSW_SECONDS + within).min(at);
+    let settings = state.rule_settings();
     let threads = state
         .store()
-        .threads_by_last_customer_message(&phone_number_id, from, to, cursor, limit)
+        .threads_by_last_customer_message(&phone_number_id, from, to, cursor, limit, settings)
         .await?;
     let next = (threads.len() == limit as usize)
         .then(|| threads.last())
         .flatten()
         .and_then(|t| {
-            t.last_customer_at
+            t.window_anchor(settings)
                 .map(|l| format!("{}.{}", l.unix_seconds(), t.id))
         });
     let mut windows = Vec::with_capacity(threads.len());

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use hourglass_core::{EntryPoint, Instant, MessageCategory, StatusKind};
+use hourglass_core::{EntryPoint, Instant, MessageCategory, RuleSettings, StatusKind};
 use hourglass_meta::webhook::{
     sender_contact, single_item_webhook, Call, ChangeValue, Contact, InboundMessage, Item,
     MessageKind, Metadata, Status, StatusKind as WireStatus, TemplateUpdate, TemplateUpdateKind,
@@ -12,7 +12,7 @@ use hourglass_meta::webhook::{
 use hourglass_meta::Webhook;
 use hourglass_store::{
     ContactKey, ForwardItem, IngestItem, IngestReport, MediaRef, NumberRef, Store, StoreError,
-    TemplateChange, TemplateChangeKind, TemplateChangeSource, WebhookDelivery,
+    TemplateChange, TemplateChangeKind, TemplateChangeSource, WebhookDelivery, WindowOpening,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -30,12 +30,14 @@ const LATEST_AHEAD_SECONDS: i64 = 86_400;
 /// The stored form of one webhook POST: its bytes, and its items converted for storage.
 ///
 /// With `forwarding`, each new message, status and call also carries the single-item
-/// payload to forward to subscribed apps.
+/// payload to forward to subscribed apps, and each that may open the customer service
+/// window (reactions too where `settings` count them) its `window.opened` event.
 pub fn delivery_from_webhook(
     body: &[u8],
     webhook: &Webhook,
     received_at: Instant,
     forwarding: bool,
+    settings: RuleSettings,
 ) -> WebhookDelivery {
     let mut items = Vec::new();
     for entry in &webhook.entries {
@@ -54,7 +56,7 @@ pub fn delivery_from_webhook(
                                         m.from.as_deref(),
                                         m.from_user_id.as_deref(),
                                     );
-                                    attach_forward(&mut item, || {
+                                    attach_forward(&mut item, settings, || {
                                         single_item_webhook(
                                             &entry.id,
                                             "messages",
@@ -90,7 +92,7 @@ pub fn delivery_from_webhook(
                                         s.recipient_user_id.as_deref(),
                                     )
                                     .unwrap_or(&recipient);
-                                    attach_forward(&mut item, || {
+                                    attach_forward(&mut item, settings, || {
                                         single_item_webhook(
                                             &entry.id,
                                             "messages",
@@ -138,7 +140,7 @@ pub fn delivery_from_webhook(
                                         c.from.as_deref(),
                                         c.from_user_id.as_deref(),
                                     );
-                                    attach_forward(&mut item, || {
+                                    attach_forward(&mut item, settings, || {
                                         single_item_webhook(
                                             &entry.id,
                                             "calls",
@@ -252,9 +254,10 @@ pub fn thread_key(phone_number_id: &str, contact: &ContactKey) -> String {
 }
 
 /// Gives a stored item the payload to forward (only messages, statuses and calls that
-/// were understood; the rest is kept raw and not forwarded), and a customer message the
-/// `window.opened` event to forward if the store finds that it opens the window.
-fn attach_forward(item: &mut IngestItem, body: impl FnOnce() -> Vec<u8>) {
+/// were understood; the rest is kept raw and not forwarded), and a customer message (or a
+/// reaction, where `settings` count them) the `window.opened` event to forward if the
+/// store finds that it opens the window.
+fn attach_forward(item: &mut IngestItem, settings: RuleSettings, body: impl FnOnce() -> Vec<u8>) {
     let (kind, number, contact, slot) = match item {
         IngestItem::Inbound {
             number,
@@ -267,13 +270,16 @@ fn attach_forward(item: &mut IngestItem, body: impl FnOnce() -> Vec<u8>) {
             is_reaction,
             ..
         } => {
-            if *counts_for_window && !*is_reaction {
-                *window_opened = Some(Box::new(window_event(
-                    WindowEvent::Opened,
-                    &number.phone_number_id,
-                    contact,
-                    *timestamp,
-                )));
+            if *counts_for_window && (!*is_reaction || settings.reactions_open_window) {
+                *window_opened = Some(Box::new(WindowOpening {
+                    event: window_event(
+                        WindowEvent::Opened,
+                        &number.phone_number_id,
+                        contact,
+                        *timestamp,
+                    ),
+                    reactions_count: settings.reactions_open_window,
+                }));
             }
             (
                 if message_type == "call" {

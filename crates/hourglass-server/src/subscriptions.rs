@@ -297,7 +297,15 @@ pub async fn replay_raw(
                 );
                 continue;
             };
-            let delivery = delivery_from_webhook(&raw.body, &webhook, raw.received_at, true);
+            // Only the items' own forwards are replayed, never a window event: the rule
+            // settings, which decide those, do not matter here.
+            let delivery = delivery_from_webhook(
+                &raw.body,
+                &webhook,
+                raw.received_at,
+                true,
+                hourglass_core::RuleSettings::default(),
+            );
             items.extend(delivery.items.into_iter().filter_map(forward_of));
         }
         added += forwarding.enqueue_forwards(id, &items, at).await?;

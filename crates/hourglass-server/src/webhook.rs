@@ -101,7 +101,7 @@ pub async fn receive_webhook(
         }
     };
     let forwarding = state.forwarding_enabled();
-    let delivery = delivery_from_webhook(&body, &webhook, now(), forwarding);
+    let delivery = delivery_from_webhook(&body, &webhook, now(), forwarding, state.rule_settings());
     match state.ingest().submit(delivery).await {
         Ok(_) => {
             metrics.webhook(WebhookOutcome::Accepted);

@@ -115,9 +115,10 @@ fn event_instant(event: WindowEvent, opened_at: Instant, closing_soon_seconds: i
     }
 }
 
-/// The clock events due in `(from, to]`, given the threads whose latest customer
-/// message makes their window close, or enter its last `closing_soon_seconds`, in that
-/// span (`closing`: latest message in `(from - 24 h, to - 24 h]`; `soon`: in
+/// The clock events due in `(from, to]`, given the threads whose window anchor (latest
+/// customer message, or reaction where they count) makes their window close, or enter its
+/// last `closing_soon_seconds`, in that span (`closing`: anchor in
+/// `(from - 24 h, to - 24 h]`; `soon`: in
 /// `(from - 24 h + lead, to - 24 h + lead]`), each with its business number, in the
 /// order they fall due.
 pub fn clock_events(
@@ -139,10 +140,10 @@ pub fn clock_events(
                 event,
                 &thread.phone_number_id,
                 &contact,
-                thread.last_customer_at,
+                thread.anchor_at,
                 Some(closing_soon_seconds),
             );
-            let at = event_instant(event, thread.last_customer_at, closing_soon_seconds);
+            let at = event_instant(event, thread.anchor_at, closing_soon_seconds);
             due.push((at, event as u8, (thread.phone_number_id.clone(), item)));
         }
     }
@@ -218,15 +219,21 @@ async fn emit_due(
     let Some((from, to)) = next_span(cursor, first_subscribed_at, now()) else {
         return Ok(());
     };
+    let settings = state.rule_settings();
     let closing = forwarding
         .threads_by_last_customer_message(
             from.plus_seconds(-CSW_SECONDS),
             to.plus_seconds(-CSW_SECONDS),
+            settings,
         )
         .await?;
     let lead = CSW_SECONDS - closing_soon_seconds;
     let soon = forwarding
-        .threads_by_last_customer_message(from.plus_seconds(-lead), to.plus_seconds(-lead))
+        .threads_by_last_customer_message(
+            from.plus_seconds(-lead),
+            to.plus_seconds(-lead),
+            settings,
+        )
         .await?;
     let events = clock_events(&closing, &soon, closing_soon_seconds);
     if forwarding
@@ -248,7 +255,7 @@ mod tests {
             phone_number_id: "106540352242922".into(),
             wa_id: Some(wa_id.into()),
             user_id: None,
-            last_customer_at: Instant::from_unix_seconds(last),
+            anchor_at: Instant::from_unix_seconds(last),
         }
     }
 

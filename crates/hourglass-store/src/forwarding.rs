@@ -112,13 +112,14 @@ pub(crate) const UPSERT_FEP_NOTICE: &str = "
       phase = excluded.phase, signal_at = excluded.signal_at, opened_at = excluded.opened_at,
       closes_at = excluded.closes_at, closed = excluded.closed";
 
-/// A thread whose latest customer message is in a span: its window closes 24 hours later.
+/// A thread whose window anchor (its latest customer message, or reaction where they
+/// count) is in a span: its window closes 24 hours later.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WindowThread {
     pub phone_number_id: String,
     pub wa_id: Option<String>,
     pub user_id: Option<String>,
-    pub last_customer_at: Instant,
+    pub anchor_at: Instant,
 }
 
 /// A webhook body as Meta sent it, kept byte for byte.
@@ -437,20 +438,23 @@ macro_rules! define_forwarding {
                 &self,
                 after: Instant,
                 until: Instant,
+                settings: hourglass_core::RuleSettings,
             ) -> Result<Vec<WindowThread>, StoreError> {
-                // The customer messages of the span, number by number (business numbers
-                // are few), so that each number's are one range of
-                // messages_customer_by_time; of their threads, those whose latest
-                // customer message is in the span.
-                let rows = sqlx::query(
-                    "SELECT t.phone_number_id, t.wa_id, t.user_id, t.last_customer_at FROM threads t
-                      WHERE t.id IN (SELECT m.thread_id FROM business_numbers b CROSS JOIN messages m
-                                      WHERE m.phone_number_id = b.phone_number_id
-                                        AND m.direction = 'inbound' AND m.counts_for_window AND NOT m.is_reaction
-                                        AND m.timestamp > $1 AND m.timestamp <= $2)
-                        AND t.last_customer_at > $1 AND t.last_customer_at <= $2
-                      ORDER BY t.last_customer_at, t.id",
-                )
+                // The anchoring messages of the span, number by number (business numbers
+                // are few), so that each number's are one range of its partial index;
+                // of their threads, those whose anchor is in the span.
+                let anchor = crate::anchor::anchor_sql("t", settings);
+                let messages = crate::anchor::anchoring_messages_sql(
+                    "business_numbers b CROSS JOIN messages m",
+                    "m.phone_number_id = b.phone_number_id AND m.timestamp > $1 AND m.timestamp <= $2",
+                    settings,
+                );
+                let rows = sqlx::query(&format!(
+                    "SELECT t.phone_number_id, t.wa_id, t.user_id, {anchor} AS anchor_at FROM threads t
+                      WHERE t.id IN ({messages})
+                        AND {anchor} > $1 AND {anchor} <= $2
+                      ORDER BY anchor_at, t.id"
+                ))
                 .bind(after.unix_seconds())
                 .bind(until.unix_seconds())
                 .fetch_all(&self.read)
@@ -461,7 +465,7 @@ macro_rules! define_forwarding {
                             phone_number_id: row.try_get("phone_number_id")?,
                             wa_id: row.try_get("wa_id")?,
                             user_id: row.try_get("user_id")?,
-                            last_customer_at: Instant::from_unix_seconds(row.try_get("last_customer_at")?),
+                            anchor_at: Instant::from_unix_seconds(row.try_get("anchor_at")?),
                         })
                     })
                     .collect()

@@ -7,6 +7,7 @@
 //! rule: it hands the rule core the events it needs ([`Store::thread_history`]) and keeps
 //! per-thread summaries current so that a question about now needs no replay.
 
+mod anchor;
 mod batch;
 mod contact_threads;
 mod forwarding;
@@ -23,7 +24,7 @@ mod templates;
 mod window_cache;
 
 use async_trait::async_trait;
-use hourglass_core::{Instant, ThreadHistory};
+use hourglass_core::{Instant, RuleSettings, ThreadHistory};
 
 pub use forwarding::{
     FepCandidate, FepNotice, ForwardItem, ForwardOutcome, ForwardRow, NewSubscription, RawDelivery,
@@ -129,8 +130,9 @@ pub trait Store: Send + Sync + 'static {
     /// The thread's messages, oldest first, with their statuses.
     async fn thread_messages(&self, thread_id: i64) -> Result<Vec<MessageRow>, StoreError>;
 
-    /// Threads of a number whose latest customer message is in `(from, to]`, ordered by it
-    /// (then by id), after `cursor`, at most `limit`.
+    /// Threads of a number whose window anchor ([`ThreadRow::window_anchor`]: the latest
+    /// customer message, or reaction where `settings` count them) is in `(from, to]`,
+    /// ordered by it (then by id), after `cursor`, at most `limit`.
     async fn threads_by_last_customer_message(
         &self,
         phone_number_id: &str,
@@ -138,6 +140,7 @@ pub trait Store: Send + Sync + 'static {
         to: Instant,
         cursor: Option<ThreadCursor>,
         limit: u32,
+        settings: RuleSettings,
     ) -> Result<Vec<ThreadRow>, StoreError>;
 
     async fn business_number(
@@ -308,12 +311,14 @@ pub trait Forwarding: Send + Sync {
     ) -> Result<u64, StoreError>;
     /// Where the clock-driven events named `name` were last emitted up to.
     async fn clock(&self, name: &str) -> Result<Option<Instant>, StoreError>;
-    /// Threads (of known business numbers) whose latest customer message is in
-    /// `(after, until]`, oldest first.
+    /// Threads (of known business numbers) whose window anchor (the latest customer
+    /// message, or reaction where `settings` count them) is in `(after, until]`, oldest
+    /// first.
     async fn threads_by_last_customer_message(
         &self,
         after: Instant,
         until: Instant,
+        settings: RuleSettings,
     ) -> Result<Vec<WindowThread>, StoreError>;
     /// Moves clock `name` from `from` (`None`: not set yet) to `to` and enqueues the
     /// events of that span, with what the FEP clock noted per thread, in one transaction. `false`, with nothing enqueued, when the

@@ -21,6 +21,27 @@ pub struct WebhookDelivery {
     pub items: Vec<IngestItem>,
 }
 
+/// A message that opens the customer service window if the contact's previous one (by
+/// the same rule) is 24 hours or more older, and the event to forward if it does.
+#[derive(Clone, Debug)]
+pub struct WindowOpening {
+    pub event: crate::ForwardItem,
+    /// Whether reactions count as the contact's messages (`reactions_open_window`): then
+    /// the previous one may be a reaction, and this one may be.
+    pub reactions_count: bool,
+}
+
+impl WindowOpening {
+    /// The contact's latest message before, as this opening counts them.
+    pub fn previous(&self, customer_at: Option<i64>, reaction_at: Option<i64>) -> Option<i64> {
+        if self.reactions_count {
+            customer_at.max(reaction_at)
+        } else {
+            customer_at
+        }
+    }
+}
+
 /// Where an item came from: the business number and its WABA.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NumberRef {
@@ -49,7 +70,7 @@ pub enum IngestItem {
         /// Hourglass's `window.opened` event, to forward if this message opens the
         /// customer service window (the contact's previous message, if any, is 24 hours
         /// or more older); only the store knows that.
-        window_opened: Option<Box<crate::ForwardItem>>,
+        window_opened: Option<Box<WindowOpening>>,
         /// The medium it carries (voice note, image, document…), to download.
         media: Option<Box<crate::MediaRef>>,
     },
@@ -132,6 +153,18 @@ pub struct ThreadRow {
     pub last_fep_signal_at: Option<Instant>,
 }
 
+impl ThreadRow {
+    /// The instant the thread's customer service window runs from: its latest customer
+    /// message, or, where reactions count, the later of that and its latest reaction.
+    pub fn window_anchor(&self, settings: hourglass_core::RuleSettings) -> Option<Instant> {
+        if settings.reactions_open_window {
+            self.last_customer_at.max(self.last_reaction_at)
+        } else {
+            self.last_customer_at
+        }
+    }
+}
+
 /// Which free-form deliveries of the thread's number to count: those in `[from, before)`,
 /// up to `cap`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,10 +183,11 @@ impl ServiceCount {
     };
 }
 
-/// Position in a list of threads ordered by latest customer message, then id.
+/// Position in a list of threads ordered by window anchor ([`ThreadRow::window_anchor`]),
+/// then id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadCursor {
-    pub last_customer_at: Instant,
+    pub anchor_at: Instant,
     pub id: i64,
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hourglass_core::{Instant, ThreadHistory, HISTORY_LOOKBACK_SECONDS};
+use hourglass_core::{Instant, RuleSettings, ThreadHistory, HISTORY_LOOKBACK_SECONDS};
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -632,27 +632,22 @@ impl Store for PostgresStore {
         to: Instant,
         cursor: Option<ThreadCursor>,
         limit: u32,
+        settings: RuleSettings,
     ) -> Result<Vec<ThreadRow>, StoreError> {
         let (cursor_at, cursor_id) = cursor
-            .map(|c| (c.last_customer_at.unix_seconds(), c.id))
+            .map(|c| (c.anchor_at.unix_seconds(), c.id))
             .unwrap_or((i64::MIN, i64::MIN));
-        let rows = sqlx::query(&format!(
-            "SELECT {THREAD_COLUMNS} FROM threads
-              WHERE id IN (SELECT thread_id FROM messages
-                            WHERE phone_number_id = $1 AND direction = 'inbound' AND counts_for_window AND NOT is_reaction
-                              AND timestamp > $2 AND timestamp <= $3 AND timestamp >= $4)
-                AND phone_number_id = $1 AND last_customer_at > $2 AND last_customer_at <= $3
-                AND (last_customer_at, id) > ($4, $5)
-              ORDER BY last_customer_at, id LIMIT $6"
-        ))
-        .bind(phone_number_id)
-        .bind(from.unix_seconds())
-        .bind(to.unix_seconds())
-        .bind(cursor_at)
-        .bind(cursor_id)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql =
+            crate::anchor::threads_by_anchor_sql(THREAD_COLUMNS, |n| format!("${n}"), settings);
+        let rows = sqlx::query(&sql)
+            .bind(phone_number_id)
+            .bind(from.unix_seconds())
+            .bind(to.unix_seconds())
+            .bind(cursor_at)
+            .bind(cursor_id)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(thread_row).collect())
     }
 

@@ -150,8 +150,8 @@ pub(crate) async fn ingest_batch(
         resolved[&(number.phone_number_id.clone(), contact.clone())]
     };
 
-    // Customer messages that may open a window need the thread's latest customer message
-    // before this batch, read and locked (in id order) before the summaries move.
+    // Messages that may open a window need the thread's latest customer message (and
+    // reaction) before this batch, read and locked (in id order) before the summaries move.
     let may_open: std::collections::BTreeSet<i64> = just_items
         .iter()
         .filter_map(|item| match item {
@@ -160,22 +160,21 @@ pub(crate) async fn ingest_batch(
                 contact,
                 window_opened: Some(_),
                 counts_for_window: true,
-                is_reaction: false,
                 ..
             } => Some(thread_id(number, contact)),
             _ => None,
         })
         .collect();
-    let mut previous_customer_at: HashMap<i64, Option<i64>> = HashMap::new();
+    let mut previous_summary: HashMap<i64, (Option<i64>, Option<i64>)> = HashMap::new();
     if !may_open.is_empty() {
         let ids: Vec<i64> = may_open.into_iter().collect();
-        let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, last_customer_at FROM threads WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        let rows: Vec<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT id, last_customer_at, last_reaction_at FROM threads WHERE id = ANY($1) ORDER BY id FOR UPDATE",
         )
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
-        previous_customer_at.extend(rows);
+        previous_summary.extend(rows.into_iter().map(|(id, c, r)| (id, (c, r))));
     }
 
     // 3. The one statement.
@@ -341,7 +340,6 @@ pub(crate) async fn ingest_batch(
                     window_opened,
                     media,
                     counts_for_window,
-                    is_reaction,
                     ..
                 } => {
                     if old_messages.contains(message_id) || !counted_messages.insert(message_id) {
@@ -355,15 +353,13 @@ pub(crate) async fn ingest_batch(
                     if let Some(media) = media {
                         new_media.push((&number.phone_number_id, message_id, media));
                     }
-                    if let (Some(opened), true, false) =
-                        (window_opened, *counts_for_window, *is_reaction)
-                    {
+                    if let (Some(opened), true) = (window_opened, *counts_for_window) {
                         opening
                             .entry(thread_id(number, contact))
                             .or_default()
                             .push((
                                 timestamp.unix_seconds(),
-                                (number.phone_number_id.as_str(), opened),
+                                (number.phone_number_id.as_str(), opened.as_ref()),
                             ));
                     }
                 }
@@ -393,7 +389,15 @@ pub(crate) async fn ingest_batch(
         }
     }
     for (thread, candidates) in opening {
-        let previous = previous_customer_at.get(&thread).copied().flatten();
+        let (customer_at, reaction_at) = previous_summary.get(&thread).copied().unwrap_or_default();
+        // Every opening of a batch comes from the same setting; the first says it.
+        let previous = candidates
+            .first()
+            .and_then(|(_, (_, opening))| opening.previous(customer_at, reaction_at));
+        let candidates = candidates
+            .into_iter()
+            .map(|(at, (number, opening))| (at, (number, &opening.event)))
+            .collect();
         forwards.extend(windows_opened(previous, candidates));
     }
 
@@ -466,7 +470,7 @@ fn needs_more_than_the_statement(item: &IngestItem) -> bool {
 
 /// A thread's new customer messages that may open its window: each message's instant,
 /// and the number and `window.opened` event to forward if it does.
-type MayOpen<'a> = Vec<(i64, (&'a str, &'a crate::ForwardItem))>;
+type MayOpen<'a> = Vec<(i64, (&'a str, &'a crate::WindowOpening))>;
 
 fn message_id(item: &IngestItem) -> &str {
     match item {

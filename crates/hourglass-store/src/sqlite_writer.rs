@@ -1124,17 +1124,18 @@ fn ingest_deliveries<'d>(
                             delivery.received_at.unix_seconds()
                         ])?;
                     }
-                    if let (Some(opened), true, false) =
-                        (window_opened, *counts_for_window, *is_reaction)
-                    {
-                        let previous: Option<i64> = tx
-                            .prepare_cached("SELECT last_customer_at FROM threads WHERE id = ?1")?
-                            .query_row(params![thread_id], |r| r.get(0))?;
+                    if let (Some(opening), true) = (window_opened, *counts_for_window) {
+                        let (customer_at, reaction_at): (Option<i64>, Option<i64>) = tx
+                            .prepare_cached(
+                                "SELECT last_customer_at, last_reaction_at FROM threads WHERE id = ?1",
+                            )?
+                            .query_row(params![thread_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                        let previous = opening.previous(customer_at, reaction_at);
                         if opens_window(previous.map(Instant::from_unix_seconds), *timestamp) {
                             enqueue_forward(
                                 tx,
                                 &number.phone_number_id,
-                                opened,
+                                &opening.event,
                                 delivery.received_at,
                             )?;
                         }

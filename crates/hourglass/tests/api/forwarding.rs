@@ -403,6 +403,72 @@ async fn window_events_say_when_a_window_opens_is_closing_and_closes(db: Db) {
 }
 on_both_databases!(window_events_say_when_a_window_opens_is_closing_and_closes);
 
+async fn where_reactions_count_a_reaction_opens_the_window_and_its_clock_runs_from_it(db: Db) {
+    let app = spawn_app_with(db, |c| {
+        c.reactions_open_window = true;
+        c.forwarding.window_closing_soon_seconds = 2;
+        c.forwarding.window_tick_ms = 100;
+    })
+    .await;
+    let receiver = subscribe_to_window_events(&app).await;
+
+    // A text two days ago (its window long closed), then a reaction whose window closes
+    // 4 s from now: the reaction opens it, and the clock runs from the reaction.
+    let t = now();
+    let contact = "16505551235";
+    app.customer_writes(contact, "wamid.R1", t - 2 * 86_400, false)
+        .await;
+    let reacted = t - 86_400 + 4;
+    app.customer_reacts(contact, "wamid.R2", reacted).await;
+    // Another contact's reaction an hour ago opens a window; their text after it does not.
+    let other = "16505551236";
+    app.customer_writes(other, "wamid.R3", t - 2 * 86_400, false)
+        .await;
+    app.customer_reacts(other, "wamid.R4", t - 3600).await;
+    app.customer_writes(other, "wamid.R5", t - 3000, false)
+        .await;
+
+    let received = wait_for(&receiver, 6).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = window_events_of(&receiver.received.lock().unwrap());
+    assert_eq!(events.len(), 6, "{events:?}");
+    let of = |wa_id: &str| -> Vec<(String, String)> {
+        events
+            .iter()
+            .filter(|(_, w, _)| w == wa_id)
+            .map(|(event, _, at)| (event.clone(), at.clone()))
+            .collect()
+    };
+    let event = |name: &str, at: i64| (name.to_owned(), rfc3339(at));
+    assert_eq!(
+        of(contact),
+        [
+            event("window.opened", t - 2 * 86_400),
+            event("window.opened", reacted),
+            event("window.closing_soon", reacted + 86_400 - 2),
+            event("window.closed", reacted + 86_400),
+        ]
+    );
+    assert_eq!(
+        of(other),
+        [
+            event("window.opened", t - 2 * 86_400),
+            event("window.opened", t - 3600)
+        ]
+    );
+    let opened_by_reaction = received
+        .iter()
+        .map(|(_, body)| serde_json::from_slice::<Value>(body).unwrap())
+        .find(|e| e["contact"]["wa_id"] == contact && e["at"] == rfc3339(reacted))
+        .expect("the reaction's window.opened");
+    assert_eq!(
+        opened_by_reaction["window"]["closes_at"],
+        rfc3339(reacted + 86_400)
+    );
+    app.cleanup().await;
+}
+on_both_databases!(where_reactions_count_a_reaction_opens_the_window_and_its_clock_runs_from_it);
+
 /// The free entry point events an app received about one contact, as (event, at), and the
 /// FEP each names.
 fn fep_events_of(received: &[Received], wa_id: &str) -> Vec<(String, String)> {

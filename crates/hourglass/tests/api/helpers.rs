@@ -319,18 +319,22 @@ impl TestApp {
         timestamp: i64,
         from_ad: bool,
     ) {
-        let payload = build_inbound_webhook(&InboundTextParams {
-            waba_id: WABA,
-            phone_number_id: NUMBER,
-            display_phone_number: DISPLAY,
-            wa_id,
-            user_id: None,
-            profile_name: "Test Customer",
-            message_id,
-            timestamp,
-            body: "hello",
-            referral_source_type: from_ad.then_some("ad"),
-        });
+        let payload = customer_text(wa_id, message_id, timestamp, from_ad);
+        let response = self.post_webhook(&payload).await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+
+    /// A customer's reaction (Meta's `type: reaction`) to one of our messages.
+    pub async fn customer_reacts(&self, wa_id: &str, message_id: &str, timestamp: i64) {
+        let mut payload = customer_text(wa_id, message_id, timestamp, false);
+        let message = &mut payload["entry"][0]["changes"][0]["value"]["messages"][0];
+        let object = message.as_object_mut().expect("a message object");
+        object.remove("text");
+        object.insert("type".into(), json!("reaction"));
+        object.insert(
+            "reaction".into(),
+            json!({"message_id": "wamid.ours", "emoji": "\u{1f44d}"}),
+        );
         let response = self.post_webhook(&payload).await;
         assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     }
@@ -445,6 +449,22 @@ impl TestApp {
 }
 
 /// A fixture from `shared/fixtures/meta/`.
+/// Meta's webhook for a customer's text to [`NUMBER`].
+fn customer_text(wa_id: &str, message_id: &str, timestamp: i64, from_ad: bool) -> Value {
+    build_inbound_webhook(&InboundTextParams {
+        waba_id: WABA,
+        phone_number_id: NUMBER,
+        display_phone_number: DISPLAY,
+        wa_id,
+        user_id: None,
+        profile_name: "Test Customer",
+        message_id,
+        timestamp,
+        body: "hello",
+        referral_source_type: from_ad.then_some("ad"),
+    })
+}
+
 pub fn fixture(name: &str) -> Value {
     let path = format!(
         "{}/../../../shared/fixtures/meta/{name}",

@@ -220,6 +220,80 @@ async fn the_fleet_view_lists_windows_closing_soon_soonest_first_in_pages(db: Db
 }
 on_both_databases!(the_fleet_view_lists_windows_closing_soon_soonest_first_in_pages);
 
+/// The fleet view's list, as (wa_id, seconds left), at `at` for windows closing within an
+/// hour, two to a page.
+async fn closing_within_the_hour(app: &TestApp, at: i64) -> Vec<(String, i64)> {
+    let mut listed = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = app
+            .get(&format!(
+                "/v1/numbers/{NUMBER}/windows?closing_within=3600&at={at}&limit=2{cursor}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        for window in page["windows"].as_array().unwrap() {
+            listed.push((
+                window["contact"]["wa_id"].as_str().unwrap().to_owned(),
+                window["customer_service_window"]["seconds_left"]
+                    .as_i64()
+                    .unwrap(),
+            ));
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return listed,
+        }
+    }
+}
+
+async fn where_reactions_count_the_fleet_view_follows_them(db: Db) {
+    let at = 1_795_000_000;
+    let day_ago = at - 86_400;
+    // (contact, its text, its reaction), as seconds after `day_ago`: a window that a reaction
+    // keeps open 20 minutes longer, one without reactions, one that had closed and a
+    // reaction opened again, and one a recent reaction keeps open all day.
+    let contacts: [(&str, i64, Option<i64>); 4] = [
+        ("16505552001", 600, Some(1800)),
+        ("16505552002", 1200, None),
+        ("16505552003", -3600, Some(2400)),
+        ("16505552004", 300, Some(86_400 - 3600)),
+    ];
+    for reactions_open_window in [true, false] {
+        let app = spawn_app_with(db, |c| c.reactions_open_window = reactions_open_window).await;
+        for (i, (wa_id, wrote, reacted)) in contacts.iter().enumerate() {
+            app.customer_writes(wa_id, &format!("wamid.r.text.{i}"), day_ago + wrote, false)
+                .await;
+            if let Some(reacted) = reacted {
+                app.customer_reacts(wa_id, &format!("wamid.r.react.{i}"), day_ago + reacted)
+                    .await;
+            }
+        }
+        let listed = closing_within_the_hour(&app, at).await;
+        let expected: &[(&str, i64)] = if reactions_open_window {
+            &[
+                ("16505552002", 1200),
+                ("16505552001", 1800),
+                ("16505552003", 2400),
+            ]
+        } else {
+            &[
+                ("16505552004", 300),
+                ("16505552001", 600),
+                ("16505552002", 1200),
+            ]
+        };
+        let expected: Vec<(String, i64)> =
+            expected.iter().map(|(w, s)| (w.to_string(), *s)).collect();
+        assert_eq!(
+            listed, expected,
+            "reactions_open_window = {reactions_open_window}"
+        );
+        app.cleanup().await;
+    }
+}
+on_both_databases!(where_reactions_count_the_fleet_view_follows_them);
+
 async fn era_boundaries_follow_the_numbers_time_zone(db: Db) {
     let app = spawn_app(db).await;
     // The contact writes on 30 September 2026, 23:00 UTC; at 02:00 UTC on 1 October it is
