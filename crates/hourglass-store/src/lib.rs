@@ -413,3 +413,25 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError>
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_file;
+
+    #[test]
+    fn a_sqlite_url_is_a_path_and_nothing_else() {
+        assert_eq!(
+            sqlite_file("data/hourglass.db").unwrap(),
+            "data/hourglass.db"
+        );
+        for (given, says) in [
+            ("hourglass.db?mode=rwc", "without `?"),
+            (":memory:", "in-memory"),
+            ("file:x.db", "in-memory"),
+            ("", "no file named"),
+        ] {
+            let error = sqlite_file(given).unwrap_err().to_string();
+            assert!(error.contains(says), "{given}: {error}");
+        }
+    }
+}

@@ -981,34 +981,40 @@ fn ingest_batch(
     touched: &mut Touched,
 ) -> rusqlite::Result<Vec<IngestReport>> {
     let mut reports = Vec::with_capacity(groups.len());
-    // What the batch learned once, for every delivery in it.
-    let mut threads: HashMap<(&str, &ContactKey), i64> = HashMap::new();
-    let mut numbers: Vec<&str> = Vec::new();
+    let mut batch = BatchMemory {
+        threads: HashMap::new(),
+        numbers: Vec::new(),
+        touched,
+    };
     for deliveries in groups {
         let mut report = IngestReport::default();
-        ingest_deliveries(
-            tx,
-            state,
-            deliveries,
-            touched,
-            &mut threads,
-            &mut numbers,
-            &mut report,
-        )?;
+        ingest_deliveries(tx, state, deliveries, &mut batch, &mut report)?;
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// What a batch learned once, for every delivery in it: the thread of each (number,
+/// contact), the business numbers already upserted, and the threads and numbers whose
+/// cached windows its commit must drop.
+struct BatchMemory<'d, 't> {
+    threads: HashMap<(&'d str, &'d ContactKey), i64>,
+    numbers: Vec<&'d str>,
+    touched: &'t mut Touched,
 }
 
 fn ingest_deliveries<'d>(
     tx: &Connection,
     state: &mut WriterState,
     deliveries: &'d [WebhookDelivery],
-    touched: &mut Touched,
-    threads: &mut HashMap<(&'d str, &'d ContactKey), i64>,
-    numbers: &mut Vec<&'d str>,
+    batch: &mut BatchMemory<'d, '_>,
     report: &mut IngestReport,
 ) -> rusqlite::Result<()> {
+    let BatchMemory {
+        threads,
+        numbers,
+        touched,
+    } = batch;
     for delivery in deliveries {
         let new = tx
             .prepare_cached(
@@ -1523,23 +1529,6 @@ mod tests {
         assert_eq!(store.counts().await.unwrap().messages, 1);
         assert!(named.exists());
         assert!(!dir.join("a b.db").exists());
-    }
-
-    #[test]
-    fn a_sqlite_url_is_a_path_and_nothing_else() {
-        assert_eq!(
-            crate::sqlite_file("data/hourglass.db").unwrap(),
-            "data/hourglass.db"
-        );
-        for (given, says) in [
-            ("hourglass.db?mode=rwc", "without `?"),
-            (":memory:", "in-memory"),
-            ("file:x.db", "in-memory"),
-            ("", "no file named"),
-        ] {
-            let error = crate::sqlite_file(given).unwrap_err().to_string();
-            assert!(error.contains(says), "{given}: {error}");
-        }
     }
 
     /// Webhook deliveries waiting together run as one job; when that job fails, each
