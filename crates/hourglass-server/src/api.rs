@@ -141,14 +141,15 @@ pub async fn closing_windows(
             })?,
     };
     let cursor = query.get("cursor").map(|c| parse_cursor(c)).transpose()?;
-    // Open at `at` and closing within `within`: the window anchor (latest customer message, or reaction where they count) is in
-    // (at - 24 h, at - 24 h + within], and not after `at`.
+    // Open at `at` and closing within `within`: the window anchor (the latest customer
+    // message, or reaction where they count) is in (at - 24 h, at - 24 h + within], and
+    // not after `at`.
     let from = at.plus_seconds(-CSW_SECONDS);
     let to = at.plus_seconds(-CSW_SECONDS + within).min(at);
     let settings = state.rule_settings();
     let threads = state
         .store()
-        .threads_by_last_customer_message(&phone_number_id, from, to, cursor, limit, settings)
+        .threads_by_window_anchor(&phone_number_id, from, to, cursor, limit, settings)
         .await?;
     let next = (threads.len() == limit as usize)
         .then(|| threads.last())

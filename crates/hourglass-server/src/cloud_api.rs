@@ -204,9 +204,10 @@ pub async fn check_and_forward(
         let closed_at = match &thread {
             None => Some(None),
             Some(thread) => {
-                // Meta's timestamp on the contact's latest message may be a moment ahead
-                // of our clock; a reply sent at once must not be judged before it.
-                let at = at.max(thread.last_customer_at.unwrap_or(at));
+                // Meta's timestamp on the contact's latest message (or reaction, where
+                // they count) may be a moment ahead of our clock; a reply sent at once
+                // must not be judged before it.
+                let at = at.max(thread.window_anchor(state.rule_settings()).unwrap_or(at));
                 match free_form_decision(state, thread, at) {
                     SendDecision::Allow => None,
                     SendDecision::RefuseWindowClosed { closed_at } => Some(closed_at),

@@ -276,6 +276,12 @@ pub enum ConfigError {
         setting: &'static str,
         value: String,
     },
+    #[error("{setting} must be {range}, not {value}")]
+    Range {
+        setting: &'static str,
+        range: &'static str,
+        value: String,
+    },
 }
 
 impl Config {
@@ -376,13 +382,11 @@ impl Config {
                 ),
             });
         }
-        if self
-            .worker_threads
-            .is_some_and(|n| !(1..=1024).contains(&n))
-        {
-            return Err(ConfigError::Number {
-                setting: "HOURGLASS_WORKER_THREADS (worker_threads, 1 to 1024; unset for one fewer than the cores)",
-                value: format!("{:?}", self.worker_threads),
+        if let Some(n) = self.worker_threads.filter(|n| !(1..=1024).contains(n)) {
+            return Err(ConfigError::Range {
+                setting: "HOURGLASS_WORKER_THREADS (worker_threads)",
+                range: "from 1 to 1024, or unset for one fewer than the cores",
+                value: n.to_string(),
             });
         }
         let closing_soon = self.forwarding.window_closing_soon_seconds;
@@ -468,10 +472,18 @@ mod tests {
         assert_eq!(default.worker_threads(8), 7);
         let env = |name: &str| (name == "HOURGLASS_WORKER_THREADS").then(|| "3".to_owned());
         assert_eq!(Config::load(None, env).unwrap().worker_threads(2), 3);
-        for bad in ["0", "many", "5000"] {
+        for (bad, says) in [
+            (
+                "0",
+                "must be from 1 to 1024, or unset for one fewer than the cores, not 0",
+            ),
+            ("many", "must be a number: many"),
+            ("5000", "not 5000"),
+        ] {
             let env = |name: &str| (name == "HOURGLASS_WORKER_THREADS").then(|| bad.to_owned());
             let error = Config::load(None, env).unwrap_err().to_string();
             assert!(error.contains("HOURGLASS_WORKER_THREADS"), "{bad}: {error}");
+            assert!(error.contains(says), "{bad}: {error}");
         }
     }
 

@@ -221,7 +221,7 @@ async fn emit_due(
     };
     let settings = state.rule_settings();
     let closing = forwarding
-        .threads_by_last_customer_message(
+        .threads_by_window_anchor(
             from.plus_seconds(-CSW_SECONDS),
             to.plus_seconds(-CSW_SECONDS),
             settings,
@@ -229,11 +229,7 @@ async fn emit_due(
         .await?;
     let lead = CSW_SECONDS - closing_soon_seconds;
     let soon = forwarding
-        .threads_by_last_customer_message(
-            from.plus_seconds(-lead),
-            to.plus_seconds(-lead),
-            settings,
-        )
+        .threads_by_window_anchor(from.plus_seconds(-lead), to.plus_seconds(-lead), settings)
         .await?;
     let events = clock_events(&closing, &soon, closing_soon_seconds);
     if forwarding

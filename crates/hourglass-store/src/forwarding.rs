@@ -434,7 +434,7 @@ macro_rules! define_forwarding {
                 Ok(at.map(Instant::from_unix_seconds))
             }
 
-            async fn threads_by_last_customer_message(
+            async fn threads_by_window_anchor(
                 &self,
                 after: Instant,
                 until: Instant,

@@ -133,7 +133,7 @@ pub trait Store: Send + Sync + 'static {
     /// Threads of a number whose window anchor ([`ThreadRow::window_anchor`]: the latest
     /// customer message, or reaction where `settings` count them) is in `(from, to]`,
     /// ordered by it (then by id), after `cursor`, at most `limit`.
-    async fn threads_by_last_customer_message(
+    async fn threads_by_window_anchor(
         &self,
         phone_number_id: &str,
         from: Instant,
@@ -314,7 +314,7 @@ pub trait Forwarding: Send + Sync {
     /// Threads (of known business numbers) whose window anchor (the latest customer
     /// message, or reaction where `settings` count them) is in `(after, until]`, oldest
     /// first.
-    async fn threads_by_last_customer_message(
+    async fn threads_by_window_anchor(
         &self,
         after: Instant,
         until: Instant,

@@ -354,7 +354,7 @@ impl Store for SqliteStore {
         Ok(messages)
     }
 
-    async fn threads_by_last_customer_message(
+    async fn threads_by_window_anchor(
         &self,
         phone_number_id: &str,
         from: Instant,

@@ -198,6 +198,22 @@ async fn a_contact_known_only_by_user_id_can_be_answered_by_recipient(db: Db) {
 }
 on_both_databases!(a_contact_known_only_by_user_id_can_be_answered_by_recipient);
 
+async fn where_reactions_count_a_reaction_stamped_ahead_of_our_clock_opens_the_window(db: Db) {
+    let app = spawn_app_with(db, |c| c.reactions_open_window = true).await;
+    // The contact last wrote 30 hours ago, then reacted; Meta's clock stamped the reaction
+    // a few seconds ahead of ours. A reply sent at once is judged at the reaction.
+    app.customer_writes("16505558888", "wamid.old.8", now() - 30 * 3600, false)
+        .await;
+    app.customer_reacts("16505558888", "wamid.react.8", now() + 5)
+        .await;
+    let (status, answer) = app.send(&text("+16505558888", "Glad you like it")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(app.meta.calls().len(), 1);
+    assert_eq!(app.counts().await.refusals, 0);
+    app.cleanup().await;
+}
+on_both_databases!(where_reactions_count_a_reaction_stamped_ahead_of_our_clock_opens_the_window);
+
 async fn a_free_entry_point_that_ended_weeks_ago_still_reads_closed(db: Db) {
     let app = spawn_app(db).await;
     let ad = now() - 20 * 86_400;
