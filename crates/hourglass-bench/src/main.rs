@@ -106,11 +106,14 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Cmd::CeilingServer { port } = cli.command {
-        // The ceiling keeps a worker on every core: a server that only verifies and parses
-        // has no store threads to leave a core to (`hourglass serve` runs one fewer by
-        // default). Measured with one worker as well, it did as well or better
-        // (BENCHMARKS.md, session 10), so this is the stricter ceiling.
+        // The ceiling gets the same runtime shape as `hourglass serve`: its default
+        // number of workers (one fewer than the cores). Measured with a worker per core
+        // it was no faster (BENCHMARKS.md, sessions 8 and 10), so this is also the
+        // stricter ceiling.
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let workers = hourglass_server::Config::default().worker_threads(cores);
         return tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
             .enable_all()
             .build()?
             .block_on(ceiling_server(port));
