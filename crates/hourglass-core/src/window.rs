@@ -34,6 +34,29 @@ pub struct RuleSettings {
     pub reactions_open_window: bool,
 }
 
+impl RuleSettings {
+    /// Whether a contact's message counts as a customer message: every kind does but a
+    /// reaction, which counts only where `reactions_open_window` says so.
+    pub fn counts_as_customer_message(self, is_reaction: bool) -> bool {
+        !is_reaction || self.reactions_open_window
+    }
+
+    /// The instant a thread's customer service window runs from, given its latest
+    /// customer message and its latest reaction: the first, or the later of the two where
+    /// reactions count.
+    pub fn window_anchor<T: Ord>(
+        self,
+        customer_message: Option<T>,
+        reaction: Option<T>,
+    ) -> Option<T> {
+        if self.reactions_open_window {
+            customer_message.max(reaction)
+        } else {
+            customer_message
+        }
+    }
+}
+
 /// The customer service window at an instant.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct CustomerServiceWindow {
@@ -277,7 +300,7 @@ fn customer_service_window_at(
         .iter()
         .rev()
         .filter(|m| m.at <= at)
-        .find(|m| !m.is_reaction || settings.reactions_open_window)
+        .find(|m| settings.counts_as_customer_message(m.is_reaction))
         .map(|m| m.at);
     match latest {
         None => CustomerServiceWindow {

@@ -270,7 +270,7 @@ fn attach_forward(item: &mut IngestItem, settings: RuleSettings, body: impl FnOn
             is_reaction,
             ..
         } => {
-            if *counts_for_window && (!*is_reaction || settings.reactions_open_window) {
+            if *counts_for_window && settings.counts_as_customer_message(*is_reaction) {
                 *window_opened = Some(Box::new(WindowOpening {
                     event: window_event(
                         WindowEvent::Opened,
@@ -278,7 +278,7 @@ fn attach_forward(item: &mut IngestItem, settings: RuleSettings, body: impl FnOn
                         contact,
                         *timestamp,
                     ),
-                    reactions_count: settings.reactions_open_window,
+                    settings,
                 }));
             }
             (

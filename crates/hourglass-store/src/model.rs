@@ -26,19 +26,15 @@ pub struct WebhookDelivery {
 #[derive(Clone, Debug)]
 pub struct WindowOpening {
     pub event: crate::ForwardItem,
-    /// Whether reactions count as the contact's messages (`reactions_open_window`): then
-    /// the previous one may be a reaction, and this one may be.
-    pub reactions_count: bool,
+    /// The rules it was judged by: where reactions count, the previous message may be a
+    /// reaction, and this one may be.
+    pub settings: hourglass_core::RuleSettings,
 }
 
 impl WindowOpening {
     /// The contact's latest message before, as this opening counts them.
     pub fn previous(&self, customer_at: Option<i64>, reaction_at: Option<i64>) -> Option<i64> {
-        if self.reactions_count {
-            customer_at.max(reaction_at)
-        } else {
-            customer_at
-        }
+        self.settings.window_anchor(customer_at, reaction_at)
     }
 }
 
@@ -157,11 +153,7 @@ impl ThreadRow {
     /// The instant the thread's customer service window runs from: its latest customer
     /// message, or, where reactions count, the later of that and its latest reaction.
     pub fn window_anchor(&self, settings: hourglass_core::RuleSettings) -> Option<Instant> {
-        if settings.reactions_open_window {
-            self.last_customer_at.max(self.last_reaction_at)
-        } else {
-            self.last_customer_at
-        }
+        settings.window_anchor(self.last_customer_at, self.last_reaction_at)
     }
 }
 
