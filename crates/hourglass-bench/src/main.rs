@@ -27,6 +27,8 @@ use hourglass_meta::send::{build_inbound_webhook, InboundTextParams};
 use serde_json::Value;
 use sqlx::Connection;
 
+mod floor;
+
 const SECRET: &str = "bench-app-secret";
 const API_KEY: &str = "bench-api-key";
 const NUMBER: &str = "106540352242922";
@@ -56,6 +58,10 @@ enum Cmd {
         /// Repeat ceiling and Hourglass alternately this many times; the median is reported.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Also measure the durable floor each round: the ceiling plus each raw body
+        /// appended durably to one table, with group commit (see `floor.rs`).
+        #[arg(long)]
+        floor: bool,
     },
     /// Window API queries per second over many threads, against a trivial GET.
     Window {
@@ -96,16 +102,20 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         paced_seconds: u64,
     },
-    /// Internal: the ceiling server (verify + parse, or a trivial GET).
+    /// Internal: the ceiling server (verify + parse, or a trivial GET); with `--store`,
+    /// the durable floor (verify + parse + the raw body appended durably).
     CeilingServer {
         #[arg(long)]
         port: u16,
+        /// `sqlite://FILE` or `postgres://...`: also store each raw body before answering.
+        #[arg(long)]
+        store: Option<String>,
     },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Cmd::CeilingServer { port } = cli.command {
+    if let Cmd::CeilingServer { port, store } = cli.command {
         // The ceiling gets the same runtime shape as `hourglass serve`: its default
         // number of workers (one fewer than the cores). Measured with a worker per core
         // it was no faster (BENCHMARKS.md, sessions 8 and 10), so this is also the
@@ -116,7 +126,7 @@ fn main() -> anyhow::Result<()> {
             .worker_threads(workers)
             .enable_all()
             .build()?
-            .block_on(ceiling_server(port));
+            .block_on(ceiling_server(port, store));
     }
     // The load generator: one worker thread, so it takes no more than its share of the two
     // cores (wrk -t1 in CEILINGS.md).
@@ -131,7 +141,8 @@ fn main() -> anyhow::Result<()> {
                 requests,
                 concurrency,
                 rounds,
-            } => bench_ingest(db, requests, concurrency, rounds).await,
+                floor,
+            } => bench_ingest(db, requests, concurrency, rounds, floor).await,
             Cmd::Window {
                 db,
                 threads,
@@ -172,10 +183,26 @@ async fn ceiling_webhook(headers: HeaderMap, body: Bytes) -> StatusCode {
     }
 }
 
-async fn ceiling_server(port: u16) -> anyhow::Result<()> {
-    let app = Router::new()
-        .route("/webhook", post(ceiling_webhook))
-        .route("/healthz", get(|| async { "ok" }));
+async fn ceiling_server(port: u16, store: Option<String>) -> anyhow::Result<()> {
+    let app = match store {
+        None => Router::new().route("/webhook", post(ceiling_webhook)),
+        Some(url) => {
+            let floor = floor::Floor::start(&url).await?;
+            Router::new().route(
+                "/webhook",
+                post(move |headers: HeaderMap, body: Bytes| {
+                    let floor = floor.clone();
+                    async move {
+                        match ceiling_webhook(headers, body.clone()).await {
+                            StatusCode::OK => floor.store(body).await,
+                            refused => refused,
+                        }
+                    }
+                }),
+            )
+        }
+    }
+    .route("/healthz", get(|| async { "ok" }));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     axum::serve(listener, app).await?;
     Ok(())
@@ -229,9 +256,14 @@ async fn wait_healthy(port: u16) -> anyhow::Result<()> {
 }
 
 async fn start_ceiling() -> anyhow::Result<Server> {
+    start_ceiling_with(&[]).await
+}
+
+async fn start_ceiling_with(args: &[&str]) -> anyhow::Result<Server> {
     let port = free_port()?;
     let child = Command::new(std::env::current_exe()?)
         .args(["ceiling-server", "--port", &port.to_string()])
+        .args(args)
         .stdout(Stdio::null())
         .spawn()?;
     let server = Server { child, port };
@@ -241,7 +273,10 @@ async fn start_ceiling() -> anyhow::Result<Server> {
 
 struct Database {
     url: String,
+    /// PostgreSQL: the admin URL and the database to drop.
     cleanup: Option<(String, String)>,
+    /// SQLite: the directory to remove.
+    dir: Option<PathBuf>,
 }
 
 async fn fresh_database(db: Db, tag: &str) -> anyhow::Result<Database> {
@@ -254,6 +289,7 @@ async fn fresh_database(db: Db, tag: &str) -> anyhow::Result<Database> {
             Ok(Database {
                 url: format!("sqlite://{}", dir.join("bench.db").display()),
                 cleanup: None,
+                dir: Some(dir),
             })
         }
         Db::Postgres => {
@@ -274,6 +310,7 @@ async fn fresh_database(db: Db, tag: &str) -> anyhow::Result<Database> {
             Ok(Database {
                 url: format!("{base}/{name}"),
                 cleanup: Some((admin, name)),
+                dir: None,
             })
         }
     }
@@ -281,6 +318,9 @@ async fn fresh_database(db: Db, tag: &str) -> anyhow::Result<Database> {
 
 impl Database {
     async fn drop_it(self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if let Some((admin, name)) = self.cleanup {
             if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -532,10 +572,12 @@ async fn bench_ingest(
     requests: usize,
     concurrency: usize,
     rounds: usize,
+    floor: bool,
 ) -> anyhow::Result<()> {
     println!("ingest bench: {requests} distinct signed webhooks per round, {concurrency} in flight, {db:?}, {rounds} rounds; {}", machine());
     let (mut ceiling_rates, mut rates, mut p50s, mut p99s, mut ceiling_p99s) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let mut floor_ratios = vec![];
     for round in 0..rounds {
         let bodies = Arc::new(inbound_webhooks(
             requests,
@@ -545,15 +587,39 @@ async fn bench_ingest(
         ));
         let ceiling = start_ceiling().await?;
         let ceiling_cpu = CpuUse::start(ceiling.child.id());
+        let ceiling_load_cpu = CpuUse::start(std::process::id());
         let c = post_all(ceiling.port, bodies.clone(), concurrency).await;
         let ceiling_cpu = ceiling_cpu.per_item_us(c.ok);
+        let ceiling_load_cpu = ceiling_load_cpu.per_item_us(c.ok);
         drop(ceiling);
+
+        if floor {
+            let database = fresh_database(db, "floor").await?;
+            let server = start_ceiling_with(&["--store", &database.url]).await?;
+            let cpu = CpuUse::start(server.child.id());
+            let f = post_all(server.port, bodies.clone(), concurrency).await;
+            let cpu = cpu.per_item_us(f.ok);
+            drop(server);
+            database.drop_it().await;
+            let database_cpu = match db {
+                Db::Postgres => format!(" + PostgreSQL {:.0} us", cpu.1),
+                Db::Sqlite => String::new(),
+            };
+            println!(
+                "round {round}: durable floor {:>8.0}/s p50 {:.2} ms p99 {:.2} ms (retried {}) | ratio {:.2} | CPU per webhook {:.0} us{database_cpu}",
+                f.per_second(), f.percentile_ms(0.5), f.percentile_ms(0.99), f.retried,
+                f.per_second() / c.per_second(), cpu.0
+            );
+            floor_ratios.push(f.per_second() / c.per_second());
+        }
 
         let database = fresh_database(db, "ingest").await?;
         let server = start_hourglass(&database.url).await?;
         let server_cpu = CpuUse::start(server.child.id());
+        let load_cpu = CpuUse::start(std::process::id());
         let h = post_all(server.port, bodies.clone(), concurrency).await;
         let server_cpu = server_cpu.per_item_us(h.ok);
+        let load_cpu = load_cpu.per_item_us(h.ok);
         let batches = group_commit_stats(server.port).await;
         drop(server);
         let store = hourglass_store::connect(&database.url).await?;
@@ -578,8 +644,8 @@ async fn bench_ingest(
             Db::Sqlite => String::new(),
         };
         println!(
-            "         CPU per webhook: ceiling server {:.0} us | hourglass {:.0} us{database_cpu}",
-            ceiling_cpu.0, server_cpu.0
+            "         CPU per webhook: ceiling server {:.0} us | hourglass {:.0} us{database_cpu} | load generator {:.0} us (ceiling run) {:.0} us (hourglass run)",
+            ceiling_cpu.0, server_cpu.0, ceiling_load_cpu.0, load_cpu.0
         );
         ceiling_rates.push(c.per_second());
         ceiling_p99s.push(c.percentile_ms(0.99));
@@ -596,6 +662,12 @@ async fn bench_ingest(
         "median: ceiling {:.0}/s (p99 {:.2} ms); hourglass {:.0} durable events/s, p50 {:.2} ms, p99 {:.2} ms; ratio to ceiling {:.2}",
         median(ceiling_rates), median(ceiling_p99s), median(rates), median(p50s), median(p99s), median(ratios)
     );
+    if floor {
+        println!(
+            "median durable floor ratio to ceiling {:.2}",
+            median(floor_ratios)
+        );
+    }
     Ok(())
 }
 
@@ -877,6 +949,8 @@ async fn bench_memory(threads: usize, per_webhook: usize) -> anyhow::Result<()> 
         "ingested {} threads ({} messages) in {:.1} s; RSS before {} MiB, after {} MiB, peak {} MiB",
         counts.threads, counts.messages, started.elapsed().as_secs_f64(), before / 1024, after / 1024, peak / 1024
     );
+    drop((store, server));
+    database.drop_it().await;
     Ok(())
 }
 
@@ -1030,6 +1104,7 @@ async fn bench_outbox(
     }
     let all_sent = started.elapsed();
     drop(server);
+    database.drop_it().await;
     let throughput = messages as f64 / all_sent.as_secs_f64();
     println!(
         "outbox throughput (SQLite, limits raised): {messages} messages queued in {:.2}s, all sent in {:.2}s = {throughput:.0} msg/s; \
@@ -1082,6 +1157,7 @@ async fn bench_outbox(
     }
     let drained = drain.elapsed();
     drop(server);
+    database.drop_it().await;
     let drain_rate = messages as f64 / drained.as_secs_f64();
     println!(
         "outbox drain (SQLite, limits raised): {messages} messages queued beforehand, all due at once, sent in {:.2}s = {drain_rate:.0} msg/s; ratio to the same ceiling {:.2}",
@@ -1131,6 +1207,7 @@ async fn bench_outbox(
         at(1.0)
     );
     drop(server);
+    database.drop_it().await;
     let _ = std::fs::remove_file(&config);
     Ok(())
 }
