@@ -62,6 +62,24 @@ impl Floor {
     }
 }
 
+/// How many bodies the floor's database holds (the bench checks that every acknowledged
+/// webhook is there).
+pub async fn stored(url: &str) -> anyhow::Result<i64> {
+    use sqlx::Connection;
+    Ok(match url.strip_prefix("sqlite://") {
+        Some(path) => rusqlite::Connection::open(path)?.query_row(
+            "SELECT count(*) FROM deliveries",
+            [],
+            |row| row.get(0),
+        )?,
+        None => {
+            sqlx::query_scalar("SELECT count(*) FROM deliveries")
+                .fetch_one(&mut sqlx::PgConnection::connect(url).await?)
+                .await?
+        }
+    })
+}
+
 /// SQLite: a writer thread commits each batch in WAL mode without waiting for the disk
 /// (`synchronous = NORMAL`) and hands it to a syncer thread, which `fdatasync`s the WAL
 /// once for every commit written since its last and only then answers: the same

@@ -577,7 +577,7 @@ async fn bench_ingest(
     println!("ingest bench: {requests} distinct signed webhooks per round, {concurrency} in flight, {db:?}, {rounds} rounds; {}", machine());
     let (mut ceiling_rates, mut rates, mut p50s, mut p99s, mut ceiling_p99s) =
         (vec![], vec![], vec![], vec![], vec![]);
-    let mut floor_ratios = vec![];
+    let (mut floor_ratios, mut to_floor) = (vec![], vec![]);
     for round in 0..rounds {
         let bodies = Arc::new(inbound_webhooks(
             requests,
@@ -593,6 +593,7 @@ async fn bench_ingest(
         let ceiling_load_cpu = ceiling_load_cpu.per_item_us(c.ok);
         drop(ceiling);
 
+        let mut floor_rate = None;
         if floor {
             let database = fresh_database(db, "floor").await?;
             let server = start_ceiling_with(&["--store", &database.url]).await?;
@@ -600,7 +601,14 @@ async fn bench_ingest(
             let f = post_all(server.port, bodies.clone(), concurrency).await;
             let cpu = cpu.per_item_us(f.ok);
             drop(server);
+            let stored = floor::stored(&database.url).await?;
             database.drop_it().await;
+            if stored != requests as i64 {
+                bail!(
+                    "the durable floor stored {stored} bodies for {requests} acknowledged webhooks"
+                );
+            }
+            floor_rate = Some(f.per_second());
             let database_cpu = match db {
                 Db::Postgres => format!(" + PostgreSQL {:.0} us", cpu.1),
                 Db::Sqlite => String::new(),
@@ -633,8 +641,15 @@ async fn bench_ingest(
                 counts.deliveries
             );
         }
+        let of_floor = match floor_rate {
+            Some(rate) => {
+                to_floor.push(h.per_second() / rate);
+                format!(" | of the floor {:.2}", h.per_second() / rate)
+            }
+            None => String::new(),
+        };
         println!(
-            "round {round}: ceiling {:>8.0}/s p50 {:.2} ms p99 {:.2} ms | hourglass {:>8.0}/s p50 {:.2} ms p99 {:.2} ms (retried {}, {batches}) | ratio {:.2}",
+            "round {round}: ceiling {:>8.0}/s p50 {:.2} ms p99 {:.2} ms | hourglass {:>8.0}/s p50 {:.2} ms p99 {:.2} ms (retried {}, {batches}) | ratio {:.2}{of_floor}",
             c.per_second(), c.percentile_ms(0.5), c.percentile_ms(0.99),
             h.per_second(), h.percentile_ms(0.5), h.percentile_ms(0.99), h.retried,
             h.per_second() / c.per_second()
@@ -664,8 +679,9 @@ async fn bench_ingest(
     );
     if floor {
         println!(
-            "median durable floor ratio to ceiling {:.2}",
-            median(floor_ratios)
+            "median: durable floor ratio to ceiling {:.2}; hourglass's events/s as a share of the floor's {:.2}",
+            median(floor_ratios),
+            median(to_floor)
         );
     }
     Ok(())
