@@ -734,6 +734,9 @@ async fn seed_deliveries(
     batch: usize,
 ) -> anyhow::Result<Duration> {
     let store = hourglass_store::connect(database_url).await?;
+    let database_cpu = database_url
+        .starts_with("postgres")
+        .then(|| CpuUse::start(std::process::id()));
     let mut in_store = Duration::ZERO;
     let bodies = inbound_webhooks(count, contacts, 0, base_time);
     for chunk in bodies.chunks(batch) {
@@ -754,7 +757,14 @@ async fn seed_deliveries(
         store.ingest(Arc::new(deliveries)).await?;
         in_store += t.elapsed();
     }
-    // Read while the store (and its writer thread) is still open.
+    // Read while the store (its writer thread, its PostgreSQL connections) is still open:
+    // the CPU of a process that has exited can no longer be read.
+    if let Some(cpu) = database_cpu {
+        println!(
+            "  PostgreSQL's processes: {:.1} us of CPU per delivery",
+            cpu.per_item_us(count).1
+        );
+    }
     if let Some(ticks) = thread_ticks("sqlite-writer") {
         println!(
             "  SQLite writer thread: {:.1} us of CPU per delivery",
