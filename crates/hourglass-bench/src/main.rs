@@ -577,7 +577,7 @@ async fn bench_ingest(
     println!("ingest bench: {requests} distinct signed webhooks per round, {concurrency} in flight, {db:?}, {rounds} rounds; {}", machine());
     let (mut ceiling_rates, mut rates, mut p50s, mut p99s, mut ceiling_p99s) =
         (vec![], vec![], vec![], vec![], vec![]);
-    let (mut floor_ratios, mut to_floor) = (vec![], vec![]);
+    let (mut floor_ratios, mut hourglass_to_floor) = (vec![], vec![]);
     for round in 0..rounds {
         let bodies = Arc::new(inbound_webhooks(
             requests,
@@ -598,27 +598,29 @@ async fn bench_ingest(
             let database = fresh_database(db, "floor").await?;
             let server = start_ceiling_with(&["--store", &database.url]).await?;
             let cpu = CpuUse::start(server.child.id());
-            let f = post_all(server.port, bodies.clone(), concurrency).await;
-            let cpu = cpu.per_item_us(f.ok);
+            let floor_result = post_all(server.port, bodies.clone(), concurrency).await;
+            let cpu = cpu.per_item_us(floor_result.ok);
             drop(server);
-            let stored = floor::stored(&database.url).await?;
+            let stored = floor::stored(&database.url).await;
             database.drop_it().await;
-            if stored != requests as i64 {
+            let stored = stored?;
+            if stored != floor_result.ok as i64 {
                 bail!(
-                    "the durable floor stored {stored} bodies for {requests} acknowledged webhooks"
+                    "the durable floor stored {stored} bodies for {} acknowledged webhooks",
+                    floor_result.ok
                 );
             }
-            floor_rate = Some(f.per_second());
+            floor_rate = Some(floor_result.per_second());
             let database_cpu = match db {
                 Db::Postgres => format!(" + PostgreSQL {:.0} us", cpu.1),
                 Db::Sqlite => String::new(),
             };
             println!(
                 "round {round}: durable floor {:>8.0}/s p50 {:.2} ms p99 {:.2} ms (retried {}) | ratio {:.2} | CPU per webhook {:.0} us{database_cpu}",
-                f.per_second(), f.percentile_ms(0.5), f.percentile_ms(0.99), f.retried,
-                f.per_second() / c.per_second(), cpu.0
+                floor_result.per_second(), floor_result.percentile_ms(0.5), floor_result.percentile_ms(0.99), floor_result.retried,
+                floor_result.per_second() / c.per_second(), cpu.0
             );
-            floor_ratios.push(f.per_second() / c.per_second());
+            floor_ratios.push(floor_result.per_second() / c.per_second());
         }
 
         let database = fresh_database(db, "ingest").await?;
@@ -643,7 +645,7 @@ async fn bench_ingest(
         }
         let of_floor = match floor_rate {
             Some(rate) => {
-                to_floor.push(h.per_second() / rate);
+                hourglass_to_floor.push(h.per_second() / rate);
                 format!(" | of the floor {:.2}", h.per_second() / rate)
             }
             None => String::new(),
@@ -681,7 +683,7 @@ async fn bench_ingest(
         println!(
             "median: durable floor ratio to ceiling {:.2}; hourglass's events/s as a share of the floor's {:.2}",
             median(floor_ratios),
-            median(to_floor)
+            median(hourglass_to_floor)
         );
     }
     Ok(())
