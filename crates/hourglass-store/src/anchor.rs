@@ -4,7 +4,9 @@
 //! ([`crate::ThreadRow::window_anchor`] in Rust). The fleet view and the window clock
 //! find threads by it.
 
-use hourglass_core::RuleSettings;
+use hourglass_core::{Instant, RuleSettings};
+
+use crate::ThreadCursor;
 
 /// The anchor of the thread aliased `t`, as an expression SQLite and PostgreSQL both read
 /// (NULL for a thread the contact never wrote to).
@@ -72,4 +74,25 @@ pub(crate) fn threads_by_anchor_sql(
             AND ({anchor}, t.id) > ({cursor_at}, {cursor_id})
           ORDER BY {anchor}, t.id LIMIT {limit}"
     )
+}
+
+/// The values of [`threads_by_anchor_sql`]'s parameters 2 to 6, in its order: `from`,
+/// `to`, the cursor's anchor and id (the least values without a cursor), `limit`.
+/// Parameter 1, the number, is bound before them.
+pub(crate) fn threads_by_anchor_args(
+    from: Instant,
+    to: Instant,
+    cursor: Option<ThreadCursor>,
+    limit: u32,
+) -> [i64; 5] {
+    let (cursor_at, cursor_id) = cursor
+        .map(|c| (c.anchor_at.unix_seconds(), c.id))
+        .unwrap_or((i64::MIN, i64::MIN));
+    [
+        from.unix_seconds(),
+        to.unix_seconds(),
+        cursor_at,
+        cursor_id,
+        i64::from(limit),
+    ]
 }

@@ -363,20 +363,13 @@ impl Store for SqliteStore {
         limit: u32,
         settings: RuleSettings,
     ) -> Result<Vec<ThreadRow>, StoreError> {
-        let (cursor_at, cursor_id) = cursor
-            .map(|c| (c.anchor_at.unix_seconds(), c.id))
-            .unwrap_or((i64::MIN, i64::MIN));
         let sql =
             crate::anchor::threads_by_anchor_sql(THREAD_COLUMNS, |n| format!("?{n}"), settings);
-        let rows = sqlx::query(&sql)
-            .bind(phone_number_id)
-            .bind(from.unix_seconds())
-            .bind(to.unix_seconds())
-            .bind(cursor_at)
-            .bind(cursor_id)
-            .bind(limit as i64)
-            .fetch_all(&self.readers)
-            .await?;
+        let mut query = sqlx::query(&sql).bind(phone_number_id);
+        for value in crate::anchor::threads_by_anchor_args(from, to, cursor, limit) {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.readers).await?;
         Ok(rows.iter().map(thread_row).collect())
     }
 
