@@ -45,6 +45,17 @@ enum Db {
     Postgres,
 }
 
+impl Db {
+    /// What to print after a server's CPU per webhook: PostgreSQL's own, which runs in
+    /// processes of its own (SQLite runs inside the server).
+    fn cpu_beside(self, database_us: f64) -> String {
+        match self {
+            Db::Postgres => format!(" + PostgreSQL {database_us:.0} us"),
+            Db::Sqlite => String::new(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Ingest throughput and latency, against the verify-and-parse ceiling.
@@ -611,10 +622,7 @@ async fn bench_ingest(
                 );
             }
             floor_rate = Some(floor_result.per_second());
-            let database_cpu = match db {
-                Db::Postgres => format!(" + PostgreSQL {:.0} us", cpu.1),
-                Db::Sqlite => String::new(),
-            };
+            let database_cpu = db.cpu_beside(cpu.1);
             println!(
                 "round {round}: durable floor {:>8.0}/s p50 {:.2} ms p99 {:.2} ms (retried {}) | ratio {:.2} | CPU per webhook {:.0} us{database_cpu}",
                 floor_result.per_second(), floor_result.percentile_ms(0.5), floor_result.percentile_ms(0.99), floor_result.retried,
@@ -656,10 +664,7 @@ async fn bench_ingest(
             h.per_second(), h.percentile_ms(0.5), h.percentile_ms(0.99), h.retried,
             h.per_second() / c.per_second()
         );
-        let database_cpu = match db {
-            Db::Postgres => format!(" + PostgreSQL {:.0} us", server_cpu.1),
-            Db::Sqlite => String::new(),
-        };
+        let database_cpu = db.cpu_beside(server_cpu.1);
         println!(
             "         CPU per webhook: ceiling server {:.0} us | hourglass {:.0} us{database_cpu} | load generator {:.0} us (ceiling run) {:.0} us (hourglass run)",
             ceiling_cpu.0, server_cpu.0, ceiling_load_cpu.0, load_cpu.0
